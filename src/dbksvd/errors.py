@@ -1,0 +1,37 @@
+"""The error classes every layer raises.
+
+Each error carries a one-line message that names the problem; the CLI prints that line and
+exits with status 2. They derive from the built-in class that fits (``ValueError`` for bad
+values, ``OSError`` for files), so ``except ValueError`` keeps working for callers who do not
+know dbksvd.
+"""
+
+from __future__ import annotations
+
+
+class DbksvdError(Exception):
+    """Base class of every error dbksvd raises on purpose."""
+
+    def __init__(self, message: str):
+        # One line, always: the CLI prints exactly this.
+        super().__init__(" ".join(str(message).split()))
+
+
+class InputError(DbksvdError, ValueError):
+    """An array is unusable: wrong shape, dtype, non-finite values, empty, ..."""
+
+
+class ParameterError(DbksvdError, ValueError):
+    """A hyperparameter or argument is out of range or inconsistent with the data."""
+
+
+class DataFileError(DbksvdError, OSError):
+    """A file is missing, unreadable, corrupt, truncated, or lacks the requested key."""
+
+
+class ModelFormatError(DataFileError):
+    """A saved model folder is incomplete, inconsistent, or written by a newer dbksvd."""
+
+
+class NotFittedError(DbksvdError, ValueError, AttributeError):
+    """A model was used before ``fit``."""
