@@ -1,0 +1,498 @@
+"""The DB-KSVD estimator: Double-Batch K-SVD dictionary learning with a scikit-learn interface.
+
+One *iteration* takes one sample batch (``batch_size`` rows), sparse-codes it against the
+current dictionary, then updates the atoms in shuffled atom batches (see :mod:`dbksvd.update`),
+and finally replaces unused and near-duplicate atoms. ``max_iter`` passes go over the data,
+shuffled per pass; the dictionary is warm-started from batch to batch and pass to pass. With
+``n <= batch_size`` this is classic (approximate) K-SVD with ``max_iter`` iterations.
+
+Matryoshka dictionaries (``groups``): the atoms form consecutive groups, each with its own
+share of the non-zeros; group g is coded and updated on the residual left by groups < g, so
+every prefix of the dictionary is a usable dictionary of its own.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import metrics
+from .coding import ALGORITHMS, SparseCodes, sparse_encode
+from .errors import InputError, ModelFormatError, NotFittedError, ParameterError
+from .io import atomic_path, save_tensors
+from .update import atom_usage, near_duplicates, replace_atoms, split_atoms, update_atoms, weakest_atom_swap
+from .validation import (
+    as_matrix,
+    check_choice,
+    check_groups,
+    check_n_nonzero,
+    check_positive_int,
+    check_tol,
+    float_dtype,
+    matrix_source,
+    resolve_device,
+)
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "dictionary.safetensors"
+COHERENCE_THRESHOLD = 0.99
+#: Atoms used by fewer rows of a batch than this are replaced (the K-SVD toolbox uses 4).
+MIN_USAGE = 4
+
+
+class DBKSVD:
+    """Double-Batch K-SVD.
+
+    Parameters
+    ----------
+    n_atoms : K, the number of atoms (rows of ``components_``).
+    n_nonzero : k, the most atoms per row (1 <= k <= min(K, d)).
+    coder : ``"omp"`` (exact, Batch-OMP) or ``"mp"`` (matching pursuit with least-squares refit).
+    max_iter : passes over the data.
+    batch_size : rows per sample batch (one K-SVD iteration each); the reference uses 2^16.
+    atom_batch_size : atoms updated together from one snapshot; default ``ceil(K / 8)``.
+    update : ``"power"`` (one power step per atom and iteration, approximate K-SVD) or ``"svd"``
+        (the top singular pair per atom, by power iteration to tolerance; slower).
+    init : ``"data"`` (random distinct rows) or ``"random"`` (random unit vectors).
+    replace_unused : replace atoms used by fewer than 4 rows of a batch, and the less used atom
+        of any pair with coherence > 0.99, by the worst-represented rows of that batch; when
+        none needs it, swap the weakest atom for the main direction of the worst-coded rows if
+        that captures more (see :func:`dbksvd.update.weakest_atom_swap`). Never in the last
+        iteration of a fit.
+    groups : Matryoshka groups, e.g. ``[256, 768]`` or ``[(256, 8), (768, 24)]``; see
+        :func:`dbksvd.validation.check_groups`.
+    tol : stop early when a pass lowers the mean squared residual by less than this fraction.
+    coder_tol : stop coding a row once ‖x - x̂‖ <= coder_tol · ‖x‖.
+    random_state : seed; fits are deterministic for a given seed on the CPU.
+    device : ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... or ``None``/``"auto"`` (CUDA when present).
+    verbose : 0 silent, 1 a progress bar (iteration, loss, rate, ETA) on stderr.
+
+    Attributes
+    ----------
+    components_ : (K, d) ndarray, unit-norm atoms.
+    n_features_in_ : d.
+    n_iter_ : passes completed; ``n_steps_`` iterations (sample batches) completed.
+    history_ : one dict per iteration: pass, batch, rows, loss (mean ‖r‖² per row after the
+        update), rel_error (‖R‖_F / ‖X‖_F), replaced, seconds.
+    """
+
+    def __init__(
+        self,
+        n_atoms: int,
+        n_nonzero: int,
+        *,
+        coder: str = "omp",
+        max_iter: int = 20,
+        batch_size: int = 65536,
+        atom_batch_size: int | None = None,
+        update: str = "power",
+        init: str = "data",
+        replace_unused: bool = True,
+        groups: Any = None,
+        tol: float | None = None,
+        coder_tol: float | None = None,
+        random_state: int | None = None,
+        device: Any = None,
+        verbose: int = 0,
+    ):
+        self.n_atoms = n_atoms
+        self.n_nonzero = n_nonzero
+        self.coder = coder
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.atom_batch_size = atom_batch_size
+        self.update = update
+        self.init = init
+        self.replace_unused = replace_unused
+        self.groups = groups
+        self.tol = tol
+        self.coder_tol = coder_tol
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    # -- scikit-learn parameter protocol ---------------------------------------------------
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> "DBKSVD":
+        valid = set(self._param_names())
+        for name, value in params.items():
+            if name not in valid:
+                raise ParameterError(f"DBKSVD has no parameter {name!r}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        shown = [f"{self.n_atoms}", f"{self.n_nonzero}"] + [
+            f"{k}={v!r}" for k, v in self.get_params().items()
+            if k not in ("n_atoms", "n_nonzero") and defaults.get(k) != v
+        ]
+        return f"DBKSVD({', '.join(shown)})"
+
+    def _validated(self, n_features: int) -> dict[str, Any]:
+        """All hyperparameters checked against the data dimension, in one place."""
+        K = check_positive_int(self.n_atoms, "n_atoms")
+        k = check_n_nonzero(self.n_nonzero, K, n_features)
+        return {
+            "K": K,
+            "k": k,
+            "coder": check_choice(self.coder, "coder", ALGORITHMS),
+            "max_iter": check_positive_int(self.max_iter, "max_iter"),
+            "batch_size": check_positive_int(self.batch_size, "batch_size"),
+            "atom_batch_size": check_positive_int(self.atom_batch_size, "atom_batch_size", allow_none=True)
+            or max(1, math.ceil(K / 8)),
+            "update": check_choice(self.update, "update", ("svd", "power")),
+            "init": check_choice(self.init, "init", ("data", "random")),
+            "groups": check_groups(self.groups, K, k),
+            "tol": check_tol(self.tol, "tol"),
+            "coder_tol": check_tol(self.coder_tol, "coder_tol"),
+            "device": resolve_device("auto" if self.device is None else self.device),
+        }
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    def fit(self, X: Any, y: Any = None) -> "DBKSVD":
+        """Learn the dictionary from ``X`` (n, d): numpy (memory-mapped is fine) or torch."""
+        src = matrix_source(X)
+        n, d = src.shape
+        cfg = self._validated(d)
+        rng = np.random.default_rng(self.random_state)
+        self._start(cfg, d, float_dtype(src))
+        self._init_dictionary(src, cfg, rng)
+        n_batches = math.ceil(n / cfg["batch_size"])
+        whole = as_matrix(src, dtype=self._dtype, device=cfg["device"]) if n_batches == 1 else None
+        from ._progress import progress
+
+        bar = progress(cfg["max_iter"] * n_batches, "fit", enabled=bool(self.verbose))
+        previous = None
+        try:
+            for p in range(cfg["max_iter"]):
+                order = rng.permutation(n)
+                pass_loss = 0.0
+                for b in range(n_batches):
+                    if whole is not None:
+                        Xb = whole
+                    else:
+                        rows = np.sort(order[b * cfg["batch_size"]:(b + 1) * cfg["batch_size"]])
+                        Xb = as_matrix(_take(src, rows), dtype=self._dtype, device=cfg["device"])
+                    last = p == cfg["max_iter"] - 1 and b == n_batches - 1
+                    entry = self._iterate(Xb, cfg, rng, p, b, last)
+                    pass_loss += entry["loss"] * entry["rows"]
+                    bar.update(1)
+                    bar.set_postfix(pass_=p + 1, loss=f"{entry['loss']:.4g}", rel_err=f"{entry['rel_error']:.4f}")
+                self.n_iter_ = p + 1
+                pass_loss /= n
+                if cfg["tol"] is not None and previous is not None and previous - pass_loss <= cfg["tol"] * previous:
+                    break
+                previous = pass_loss
+        except KeyboardInterrupt:
+            self._finish()  # keep the last completed iteration; the caller decides what to do
+            raise
+        except BaseException:
+            self._D = None
+            raise
+        finally:
+            bar.close()
+        self._finish()
+        return self
+
+    def partial_fit(self, X: Any, y: Any = None) -> "DBKSVD":
+        """One iteration per ``batch_size`` rows of ``X``, in order (streaming)."""
+        src = matrix_source(X)
+        n, d = src.shape
+        cfg = self._validated(d)
+        if not hasattr(self, "components_"):
+            self._rng = np.random.default_rng(self.random_state)
+            self._start(cfg, d, float_dtype(src))
+            self._init_dictionary(src, cfg, self._rng)
+        else:
+            self._check_features(d)
+            self._resume(cfg)
+        rng = getattr(self, "_rng", None) or np.random.default_rng(self.random_state)
+        self._rng = rng
+        try:
+            for b, s in enumerate(range(0, n, cfg["batch_size"])):
+                Xb = as_matrix(src[s:s + cfg["batch_size"]], dtype=self._dtype, device=cfg["device"])
+                self._iterate(Xb, cfg, rng, self.n_iter_, b)
+        except KeyboardInterrupt:
+            self._finish()
+            raise
+        except BaseException:
+            self._D = None
+            raise
+        self._finish()
+        return self
+
+    def _start(self, cfg: dict[str, Any], d: int, dtype: torch.dtype) -> None:
+        self.n_features_in_ = d
+        self.n_iter_ = 0
+        self.n_steps_ = 0
+        self.history_ = []
+        self._dtype = dtype
+        self._device = cfg["device"]
+
+    def _resume(self, cfg: dict[str, Any]) -> None:
+        self._dtype = torch.float64 if self.components_.dtype == np.float64 else torch.float32
+        self._device = cfg["device"]
+        self._D = torch.as_tensor(self.components_, dtype=self._dtype, device=self._device).clone()
+
+    def _finish(self) -> None:
+        """Publish the dictionary of the last completed iteration (also after an interrupt)."""
+        if getattr(self, "_D", None) is not None:
+            self.components_ = self._D.detach().cpu().numpy().copy()
+            self._D = None
+
+    def _init_dictionary(self, src: Any, cfg: dict[str, Any], rng: np.random.Generator) -> None:
+        K, d = cfg["K"], src.shape[1]
+        n = src.shape[0]
+        atoms = np.empty((K, d), dtype=np.float64)
+        filled = 0
+        if cfg["init"] == "data":
+            pool = np.sort(rng.choice(n, size=min(n, cfg["batch_size"]), replace=False))
+            sample = as_matrix(_take(src, pool), dtype=torch.float64, device="cpu").numpy()
+            norms = np.linalg.norm(sample, axis=1)
+            usable = np.flatnonzero(norms > 0)
+            pick = rng.choice(usable, size=min(K, usable.size), replace=False)
+            atoms[: pick.size] = sample[pick] / norms[pick, None]
+            filled = pick.size
+        if filled < K:
+            rand = rng.standard_normal((K - filled, d))
+            atoms[filled:] = rand / np.linalg.norm(rand, axis=1, keepdims=True)
+        self._D = torch.as_tensor(atoms, dtype=self._dtype, device=self._device)
+
+    def _iterate(self, Xb: torch.Tensor, cfg: dict[str, Any], rng: np.random.Generator,
+                 pass_index: int, batch_index: int, last: bool = False) -> dict[str, Any]:
+        """One DB-KSVD iteration on the sample batch ``Xb``; updates ``self._D``.
+
+        ``last``: the final iteration of a fit, where atoms are not replaced (a replaced
+        atom would be returned without ever having been updated).
+        """
+        t0 = time.perf_counter()
+        D = self._D
+        bounds = _group_bounds(cfg["groups"])
+        target = Xb
+        new_D = D.clone()
+        residuals, parts = [], []
+        for lo, hi, kg in bounds:
+            Dg = D[lo:hi]
+            codes = self._code(target, Dg, kg, cfg)
+            order = torch.as_tensor(rng.permutation(hi - lo), device=self._device)
+            Dg_new, codes, R = update_atoms(target, Dg, codes, split_atoms(order, cfg["atom_batch_size"]),
+                                            method=cfg["update"])
+            new_D[lo:hi] = Dg_new
+            residuals.append(R)
+            parts.append(codes)
+            target = R
+        R = target
+        loss = float(R.double().square().sum(dim=1).mean())
+        rel_error = float(torch.linalg.vector_norm(R.double()) / torch.linalg.vector_norm(Xb.double()).clamp_min(1e-300))
+        replaced = 0
+        if self.replace_unused and not last:
+            for (lo, hi, _), codes, Rg in zip(bounds, parts, residuals):
+                Dg = new_D[lo:hi]
+                usage = atom_usage(codes)
+                mark = (usage < min(MIN_USAGE, Xb.shape[0] // (hi - lo) + 1)) | near_duplicates(Dg, usage, COHERENCE_THRESHOLD)
+                if bool(mark.any()):
+                    gen = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+                    new_D[lo:hi] = replace_atoms(Dg, Xb, Rg, mark, generator=gen)
+                    replaced += int(mark.sum())
+                else:
+                    swap = weakest_atom_swap(Dg, Rg, codes)
+                    if swap is not None:
+                        new_D[lo + swap[0]] = swap[1]
+                        replaced += 1
+        self._D = new_D
+        self.n_steps_ += 1
+        entry = {
+            "pass": pass_index,
+            "batch": batch_index,
+            "rows": int(Xb.shape[0]),
+            "loss": loss,
+            "rel_error": rel_error,
+            "replaced": replaced,
+            "seconds": time.perf_counter() - t0,
+        }
+        self.history_.append(entry)
+        return entry
+
+    # -- using a fitted model --------------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "components_"):
+            raise NotFittedError("this DBKSVD model is not fitted yet; call fit first")
+
+    def _check_features(self, d: int) -> None:
+        if d != self.n_features_in_:
+            raise InputError(f"X has {d} features but the model was fitted with {self.n_features_in_}")
+
+    def transform(self, X: Any, *, batch_size: int | None = None) -> SparseCodes:
+        """Sparse codes (on the CPU) of ``X`` (n, d) against ``components_``.
+
+        Rows are coded ``batch_size`` at a time (default: the model's ``batch_size``), so a
+        memory-mapped ``X`` is never loaded whole.
+        """
+        self._check_fitted()
+        src = matrix_source(X)
+        self._check_features(src.shape[1])
+        cfg = self._validated(src.shape[1])
+        step = check_positive_int(batch_size, "batch_size", allow_none=True) or cfg["batch_size"]
+        dtype = torch.float64 if self.components_.dtype == np.float64 else torch.float32
+        D = torch.as_tensor(self.components_, dtype=dtype, device=cfg["device"])
+        chunks = []
+        for s in range(0, src.shape[0], step):
+            target = as_matrix(src[s:s + step], dtype=dtype, device=cfg["device"])
+            parts = []
+            for lo, hi, kg in _group_bounds(cfg["groups"]):
+                codes = self._code(target, D[lo:hi], kg, cfg)
+                parts.append(codes)
+                if hi < D.shape[0]:
+                    target = target - codes.reconstruct(D[lo:hi])
+            chunks.append((parts[0] if len(parts) == 1 else SparseCodes.hstack(parts)).to("cpu"))
+        return SparseCodes(torch.cat([c.indices for c in chunks]), torch.cat([c.values for c in chunks]),
+                           D.shape[0])
+
+    def _code(self, X: torch.Tensor, D: torch.Tensor, k: int, cfg: dict[str, Any]) -> SparseCodes:
+        """The model's sparse coder (MP always with its least-squares refit)."""
+        return sparse_encode(X, D, k, algorithm=cfg["coder"], tol=cfg["coder_tol"],
+                             refit=cfg["coder"] == "mp", device=D.device)
+
+    def inverse_transform(self, codes: SparseCodes | Any) -> np.ndarray:
+        """Reconstructions ``C D`` (n, d) from :class:`SparseCodes` or dense (n, K) codes."""
+        self._check_fitted()
+        D = torch.as_tensor(self.components_)
+        if not isinstance(codes, SparseCodes):
+            C = as_matrix(codes, "codes", dtype=D.dtype, device="cpu")
+            if C.shape[1] != D.shape[0]:
+                raise InputError(f"codes have {C.shape[1]} columns but the model has {D.shape[0]} atoms")
+            return (C @ D).numpy()
+        if codes.n_atoms != D.shape[0]:
+            raise InputError(f"codes refer to {codes.n_atoms} atoms but the model has {D.shape[0]}")
+        return codes.to("cpu").reconstruct(D).numpy()
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Explained signal ``1 - mean ‖x - x̂‖ / ‖x‖`` of ``X`` (higher is better)."""
+        codes = self.transform(X)
+        Xt = as_matrix(X, dtype=torch.float64, device="cpu")
+        return metrics.explained_signal(Xt, self.inverse_transform(codes))
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path/config.json`` and ``path/dictionary.safetensors`` (atomically)."""
+        self._check_fitted()
+        path = Path(path)
+        config = {
+            "format": "dbksvd-model",
+            "format_version": FORMAT_VERSION,
+            "architecture": "dbksvd",
+            "params": _jsonable(self.get_params()),
+            "n_features": int(self.n_features_in_),
+            "n_atoms": int(self.components_.shape[0]),
+            "dtype": str(self.components_.dtype),
+            "preprocessing": {"kind": "none"},
+            "state": {"n_iter": int(self.n_iter_), "n_steps": int(self.n_steps_), "history": self.history_},
+        }
+        with atomic_path(path, directory=True) as tmp:
+            save_tensors(tmp / WEIGHTS_FILE, {"components": self.components_})
+            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        return path
+
+
+def load(path: str | Path) -> DBKSVD:
+    """Load a model folder written by :meth:`DBKSVD.save`, checking what it holds."""
+    path = Path(path)
+    cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
+    if not path.is_dir():
+        raise ModelFormatError(f"{path}: no such model folder")
+    for p in (cfg_path, w_path):
+        if not p.is_file():
+            raise ModelFormatError(f"{path}: not a model folder ({p.name} is missing)")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"{cfg_path}: corrupt JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+    if not isinstance(config, dict) or config.get("format") != "dbksvd-model":
+        raise ModelFormatError(f"{cfg_path}: not a dbksvd model config")
+    version = config.get("format_version")
+    if not isinstance(version, int):
+        raise ModelFormatError(f"{cfg_path}: format_version is missing")
+    if version > FORMAT_VERSION:
+        raise ModelFormatError(
+            f"{path}: written by a newer dbksvd (model format {version}; this version reads up to {FORMAT_VERSION}); upgrade dbksvd")
+    if config.get("architecture") != "dbksvd":
+        raise ModelFormatError(f"{path}: architecture {config.get('architecture')!r} is not a DB-KSVD model")
+    from .io import load_array
+
+    try:
+        components = np.array(load_array(w_path, "components"))
+    except Exception as exc:
+        raise ModelFormatError(f"{w_path}: {exc}") from None
+    try:
+        params = dict(config["params"])
+        K, d, dtype = int(config["n_atoms"]), int(config["n_features"]), str(config["dtype"])
+        state = config["state"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFormatError(f"{cfg_path}: missing or bad field ({_short_exc(exc)})") from None
+    if components.shape != (K, d):
+        raise ModelFormatError(f"{w_path}: dictionary has shape {components.shape} but config says ({K}, {d})")
+    if str(components.dtype) != dtype:
+        raise ModelFormatError(f"{w_path}: dictionary dtype {components.dtype} but config says {dtype}")
+    if params.get("groups") is not None:
+        params["groups"] = [tuple(g) if isinstance(g, list) else g for g in params["groups"]]
+    try:
+        model = DBKSVD(**params)
+    except TypeError as exc:
+        raise ModelFormatError(f"{cfg_path}: unknown parameters ({_short_exc(exc)})") from None
+    model.components_ = components
+    model.n_features_in_ = d
+    model.n_iter_ = int(state.get("n_iter", 0))
+    model.n_steps_ = int(state.get("n_steps", 0))
+    model.history_ = list(state.get("history", []))
+    return model
+
+
+def _short_exc(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:160]
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, torch.device):
+            v = str(v)
+        if k == "groups" and v is not None:
+            v = [list(g) if isinstance(g, tuple) else g for g in v]
+        out[k] = v
+    return out
+
+
+def _group_bounds(groups: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """``[(first atom, end atom, non-zeros), ...]`` of consecutive Matryoshka groups."""
+    bounds, lo = [], 0
+    for size, k in groups:
+        bounds.append((lo, lo + size, k))
+        lo += size
+    return bounds
+
+
+def _take(src: Any, rows: np.ndarray) -> Any:
+    """Rows ``rows`` (sorted) of a numpy array, memory map or tensor."""
+    if isinstance(src, torch.Tensor):
+        return src[torch.as_tensor(rows, device=src.device)]
+    return src[rows]

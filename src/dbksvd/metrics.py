@@ -1,0 +1,137 @@
+"""Every metric of ``shared/design/metrics.md``, one definition each, accumulated in float64.
+
+``X`` (n, d) are the vectors a method was asked to reconstruct, ``X_hat`` (n, d) its
+reconstructions, ``r_i = x_i - x̂_i``. Inputs may be numpy arrays or torch tensors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .coding import SparseCodes
+from .errors import InputError
+from .validation import as_matrix
+
+
+def _pair(X: Any, X_hat: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    Xt = as_matrix(X, "X", dtype=torch.float64, device="cpu")
+    Xh = as_matrix(X_hat, "X_hat", dtype=torch.float64, device="cpu")
+    if Xt.shape != Xh.shape:
+        raise InputError(f"X has shape {tuple(Xt.shape)} but X_hat has shape {tuple(Xh.shape)}")
+    return Xt, Xh
+
+
+def explained_signal(X: Any, X_hat: Any) -> float:
+    """``1 - mean_i(‖r_i‖ / ‖x_i‖)`` over rows with ``x_i ≠ 0`` (the seed paper's headline)."""
+    Xt, Xh = _pair(X, X_hat)
+    xn = torch.linalg.vector_norm(Xt, dim=1)
+    keep = xn > 0
+    if not bool(keep.any()):
+        raise InputError("explained signal is undefined: every row of X is zero")
+    rn = torch.linalg.vector_norm(Xt - Xh, dim=1)
+    return float(1.0 - (rn[keep] / xn[keep]).mean())
+
+
+def fvu(X: Any, X_hat: Any) -> float:
+    """Fraction of variance unexplained: ``Σ_i ‖r_i‖² / Σ_i ‖x_i - x̄‖²`` over the whole set."""
+    Xt, Xh = _pair(X, X_hat)
+    total = (Xt - Xt.mean(dim=0, keepdim=True)).square().sum()
+    if float(total) == 0.0:
+        raise InputError("FVU is undefined: X has zero variance")
+    return float((Xt - Xh).square().sum() / total)
+
+
+def explained_variance(X: Any, X_hat: Any) -> float:
+    """``1 - FVU``."""
+    return 1.0 - fvu(X, X_hat)
+
+
+def cosine(X: Any, X_hat: Any) -> float:
+    """``mean_i cos(x_i, x̂_i)``; a zero vector has cosine 0 with anything."""
+    Xt, Xh = _pair(X, X_hat)
+    den = torch.linalg.vector_norm(Xt, dim=1) * torch.linalg.vector_norm(Xh, dim=1)
+    num = (Xt * Xh).sum(dim=1)
+    cos = torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(num))
+    return float(cos.mean())
+
+
+def _usage(codes: Any) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Per-row non-zero counts (n,) and per-atom row counts (K,) of sparse or dense codes."""
+    if isinstance(codes, SparseCodes):
+        used = codes.values != 0
+        per_atom = torch.bincount(codes.indices[used].cpu(), minlength=codes.n_atoms)
+        return used.sum(dim=1).cpu(), per_atom, len(codes)
+    C = codes if isinstance(codes, torch.Tensor) else torch.as_tensor(np.asarray(codes))
+    if C.ndim != 2:
+        raise InputError(f"codes must be 2-D (rows, atoms); got shape {tuple(C.shape)}")
+    nz = C != 0
+    return nz.sum(dim=1), nz.sum(dim=0), C.shape[0]
+
+
+def l0(codes: Any) -> float:
+    """``mean_i #{j : c_ij ≠ 0}`` for :class:`SparseCodes` or a dense (n, K) matrix."""
+    per_row, _, n = _usage(codes)
+    if n == 0:
+        raise InputError("L0 is undefined for zero rows")
+    return float(per_row.double().mean())
+
+
+def dead_atoms(codes: Any, rare_fraction: float = 1e-4) -> dict[str, int]:
+    """``{"dead": atoms never used, "rare": atoms used by fewer than rare_fraction of rows}``.
+
+    ``rare`` counts dead atoms too (they are used by 0 rows).
+    """
+    _, per_atom, n = _usage(codes)
+    return {"dead": int((per_atom == 0).sum()), "rare": int((per_atom < rare_fraction * n).sum())}
+
+
+def coherence(dictionary: Any, chunk: int = 2048) -> dict[str, float]:
+    """``{"max": max_{j≠l} |⟨D_j, D_l⟩|, "mean_max": mean_j max_{l≠j} |⟨D_j, D_l⟩|}``.
+
+    Rows are normalised first, so the numbers are cosines whatever the scale.
+    """
+    D = as_matrix(dictionary, "dictionary", dtype=torch.float64, device="cpu")
+    K = D.shape[0]
+    if K < 2:
+        raise InputError("coherence needs at least two atoms")
+    D = D / torch.linalg.vector_norm(D, dim=1, keepdim=True).clamp_min(1e-300)
+    per_atom = torch.empty(K, dtype=torch.float64)
+    for s in range(0, K, chunk):
+        G = (D[s:s + chunk] @ D.T).abs()
+        r = torch.arange(G.shape[0])
+        G[r, r + s] = -1.0
+        per_atom[s:s + chunk] = G.max(dim=1).values
+    return {"max": float(per_atom.max()), "mean_max": float(per_atom.mean())}
+
+
+def atom_recovery(true_dictionary: Any, learned_dictionary: Any, threshold: float = 0.01) -> float:
+    """Share of true atoms g with ``min_j (1 - |⟨g, D_j⟩|) < threshold`` (Aharon et al. 2006)."""
+    Dt = as_matrix(true_dictionary, "true_dictionary", dtype=torch.float64, device="cpu")
+    Dl = as_matrix(learned_dictionary, "learned_dictionary", dtype=torch.float64, device="cpu")
+    if Dt.shape[1] != Dl.shape[1]:
+        raise InputError(f"true atoms have {Dt.shape[1]} features but learned atoms have {Dl.shape[1]}")
+    Dt = Dt / torch.linalg.vector_norm(Dt, dim=1, keepdim=True).clamp_min(1e-300)
+    Dl = Dl / torch.linalg.vector_norm(Dl, dim=1, keepdim=True).clamp_min(1e-300)
+    best = (Dt @ Dl.T).abs().max(dim=1).values
+    return float(((1.0 - best) < threshold).double().mean())
+
+
+def reconstruction_metrics(X: Any, X_hat: Any, codes: Any = None, dictionary: Any = None) -> dict[str, Any]:
+    """All reconstruction metrics at once; code and dictionary metrics when those are given."""
+    out: dict[str, Any] = {
+        "explained_signal": explained_signal(X, X_hat),
+        "fvu": fvu(X, X_hat),
+        "explained_variance": explained_variance(X, X_hat),
+        "cosine": cosine(X, X_hat),
+    }
+    if codes is not None:
+        out["l0"] = l0(codes)
+        out.update({f"{k}_atoms": v for k, v in dead_atoms(codes).items()})
+    if dictionary is not None:
+        coh = coherence(dictionary)
+        out["max_coherence"] = coh["max"]
+        out["mean_max_coherence"] = coh["mean_max"]
+    return out
