@@ -77,8 +77,8 @@ class SparseCodes:
         """(n, K) ``scipy.sparse.csr_matrix`` without the unused slots."""
         import scipy.sparse as sp
 
-        idx = self.indices.cpu().numpy()
-        val = self.values.cpu().numpy()
+        idx = self.indices.cpu().numpy().copy()  # copies: scipy edits its arrays in place
+        val = self.values.cpu().numpy().copy()
         n, k = idx.shape
         mat = sp.csr_matrix((val.ravel(), idx.ravel(), np.arange(0, n * k + 1, k)), shape=self.shape)
         mat.eliminate_zeros()

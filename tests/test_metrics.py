@@ -1,0 +1,86 @@
+"""Every metric pinned on numbers worked out by hand (see shared/design/metrics.md)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from dbksvd import InputError, SparseCodes, metrics
+import torch
+
+# x1 = (3, 4), x̂1 = (3, 0): r1 = (0, 4), ‖r1‖ = 4, ‖x1‖ = 5
+# x2 = (0, 2), x̂2 = (0, 1): r2 = (0, 1), ‖r2‖ = 1, ‖x2‖ = 2
+X = np.array([[3.0, 4.0], [0.0, 2.0]])
+X_HAT = np.array([[3.0, 0.0], [0.0, 1.0]])
+
+
+def test_explained_signal_by_hand():
+    # 1 - mean(4/5, 1/2) = 1 - 0.65
+    assert metrics.explained_signal(X, X_HAT) == pytest.approx(0.35, abs=1e-12)
+
+
+def test_fvu_is_over_the_whole_set_and_centred():
+    # Σ‖r‖² = 16 + 1 = 17; x̄ = (1.5, 3); Σ‖x - x̄‖² = (2.25 + 1) · 2 = 6.5
+    assert metrics.fvu(X, X_HAT) == pytest.approx(17 / 6.5, abs=1e-12)
+    assert metrics.explained_variance(X, X_HAT) == pytest.approx(1 - 17 / 6.5, abs=1e-12)
+    # The wrong formulas others shipped give different numbers here:
+    assert metrics.fvu(X, X_HAT) != pytest.approx(17 / 29)  # not centred
+
+
+def test_fvu_second_case():
+    # x̄ = (2/3, 2/3): Σ‖x - x̄‖² = 4/3; only row 3 is missed: Σ‖r‖² = 2
+    Xb = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    Xh = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    assert metrics.fvu(Xb, Xh) == pytest.approx(1.5, abs=1e-12)
+    # a per-row average of ratios would give mean(0, 0, 2 / (2/9)) = 3
+    assert metrics.fvu(Xb, Xh) != pytest.approx(3.0)
+
+
+def test_cosine_by_hand():
+    # cos = 9 / (5·3) = 0.6 and 2 / (2·1) = 1
+    assert metrics.cosine(X, X_HAT) == pytest.approx(0.8, abs=1e-12)
+    assert metrics.cosine([[1.0, 0.0]], [[0.0, 0.0]]) == 0.0
+
+
+def test_l0_and_dead_atoms_by_hand():
+    dense = np.array([[1.0, 0.0, 2.0, 0.0], [0.0, 0.0, 3.0, 0.0]])
+    assert metrics.l0(dense) == pytest.approx(1.5)
+    codes = SparseCodes(torch.tensor([[0, 2], [2, 0]]), torch.tensor([[1.0, 2.0], [3.0, 0.0]]), 4)
+    assert metrics.l0(codes) == pytest.approx(1.5)
+    # atoms 1 and 3 never used; with rare_fraction 0.6 an atom needs >= 1.2 rows: atom 0 (1 row) is rare too
+    assert metrics.dead_atoms(codes) == {"dead": 2, "rare": 2}
+    assert metrics.dead_atoms(codes, rare_fraction=0.6) == {"dead": 2, "rare": 3}
+
+
+def test_coherence_by_hand():
+    D = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    # |⟨d1,d2⟩| = 0.6, |⟨d1,d3⟩| = 0, |⟨d2,d3⟩| = 0.8 -> per-atom max (0.6, 0.8, 0.8)
+    c = metrics.coherence(D)
+    assert c["max"] == pytest.approx(0.8)
+    assert c["mean_max"] == pytest.approx((0.6 + 0.8 + 0.8) / 3)
+
+
+def test_atom_recovery_threshold():
+    true = np.eye(2)
+    a = math.acos(1 - 0.005)  # 1 - cos = 0.005 < 0.01: recovered
+    b = math.acos(1 - 0.02)  # 1 - cos = 0.02: not recovered
+    learned = np.array([[math.cos(a), math.sin(a)], [-math.sin(b), -math.cos(b)]])
+    assert metrics.atom_recovery(true, learned) == pytest.approx(0.5)
+    assert metrics.atom_recovery(true, -true) == 1.0  # sign does not matter
+
+
+def test_reconstruction_metrics_collects_all():
+    out = metrics.reconstruction_metrics(X, X_HAT, np.array([[1.0, 0.0], [0.0, 2.0]]), np.eye(2))
+    assert out["explained_signal"] == pytest.approx(0.35)
+    assert out["l0"] == 1.0 and out["dead_atoms"] == 0 and out["max_coherence"] == 0.0
+
+
+def test_metric_errors():
+    with pytest.raises(InputError, match="shape"):
+        metrics.fvu(X, X_HAT[:1])
+    with pytest.raises(InputError, match="zero variance"):
+        metrics.fvu(np.ones((3, 2)), np.ones((3, 2)))
+    with pytest.raises(InputError, match="every row of X is zero"):
+        metrics.explained_signal(np.zeros((2, 2)), np.zeros((2, 2)))
+    with pytest.raises(InputError, match="NaN"):
+        metrics.cosine(np.array([[np.nan, 1.0]]), np.ones((1, 2)))
