@@ -13,3 +13,23 @@ def unit_rows(rng: np.random.Generator, K: int, d: int, dtype=np.float64) -> np.
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def interrupt_at(monkeypatch):
+    """``interrupt_at(n)``: the n-th DB-KSVD iteration raises KeyboardInterrupt (a Ctrl-C)."""
+    from dbksvd import DBKSVD
+
+    def arm(n: int) -> None:
+        real = DBKSVD._iterate
+        calls = []
+
+        def iterate(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(DBKSVD, "_iterate", iterate)
+
+    return arm

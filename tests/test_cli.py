@@ -72,18 +72,9 @@ def test_errors_are_one_line_and_write_nothing(data, capsys, args, words):
     assert set(tmp.iterdir()) == before
 
 
-def test_interrupted_fit_saves_last_iteration(data, monkeypatch, capsys):
+def test_interrupted_fit_saves_last_iteration(data, interrupt_at, capsys):
     tmp, _ = data
-    real = DBKSVD._iterate
-    calls = []
-
-    def flaky(self, *a, **kw):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(self, *a, **kw)
-
-    monkeypatch.setattr(DBKSVD, "_iterate", flaky)
+    interrupt_at(3)
     code = main(["fit", str(tmp / "x.npy"), "--atoms", "50", "--nnz", "3", "--out", str(tmp / "m"),
                  "--device", "cpu", "--quiet", "--batch-size", "500"])
     assert code == 130

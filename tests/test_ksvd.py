@@ -158,19 +158,10 @@ def test_bad_data():
         DBKSVD(4, 1).transform(np.ones((2, 3)))
 
 
-def test_interrupt_keeps_last_completed_iteration(monkeypatch):
+def test_interrupt_keeps_last_completed_iteration(interrupt_at):
     p = make_sparse_problem(600, 20, 50, 3, random_state=0)
     model = small(max_iter=10)
-    real = DBKSVD._iterate
-    calls = []
-
-    def flaky(self, *a, **kw):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real(self, *a, **kw)
-
-    monkeypatch.setattr(DBKSVD, "_iterate", flaky)
+    interrupt_at(4)
     with pytest.raises(KeyboardInterrupt):
         model.fit(p.X)
     assert model.n_steps_ == 3 and model.components_.shape == (50, 20)
