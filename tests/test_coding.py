@@ -197,3 +197,16 @@ def test_bad_options_are_named():
         if torch.cuda.is_available():
             pytest.skip("CUDA present")
         sparse_encode(np.ones((1, 4)), np.eye(4), 1, device="cuda")
+
+
+def test_concurrent_calls_from_threads_agree(rng):
+    from concurrent.futures import ThreadPoolExecutor
+
+    D = unit_rows(rng, 64, 16, np.float32)
+    X = rng.standard_normal((400, 16)).astype(np.float32)
+    expected = sparse_encode(X, D, 5)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda alg: sparse_encode(X, D, 5, algorithm=alg), ["omp", "mp"] * 4))
+    for codes in results[::2]:
+        assert torch.equal(codes.indices, expected.indices)
+    assert all(torch.equal(a.indices, results[1].indices) for a in results[1::2])

@@ -14,6 +14,7 @@ algorithms as batched torch operations on any device (CUDA). Both give the same 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,7 +191,7 @@ def sparse_encode(
     for start in range(0, n, batch_size):
         Xb = as_matrix(src[start:start + batch_size], "X", dtype=D.dtype, device=dev)
         P = Xb @ D.T
-        x2 = Xb.double().square().sum(dim=1)
+        x2 = torch.linalg.vector_norm(Xb, dim=1, dtype=torch.float64).square()
         tol2 = x2 * (tol * tol) if tol else torch.zeros_like(x2)
         if backend == "numba":
             idx, val = _encode_numba(P, G, x2, tol2, k, algorithm, refit, max_steps)
@@ -210,6 +211,9 @@ def _eps(dtype: torch.dtype) -> float:
     return 1e-5 if dtype == torch.float32 else 1e-10
 
 
+_KERNEL_LOCK = threading.Lock()  # numba's workqueue threading layer is not thread-safe
+
+
 def _encode_numba(P, G, x2, tol2, k, algorithm, refit, max_steps):
     from . import _kernels
     import numba
@@ -221,12 +225,13 @@ def _encode_numba(P, G, x2, tol2, k, algorithm, refit, max_steps):
     tol2n = tol2.numpy()
     idx = np.empty((Pn.shape[0], k), dtype=np.int64)
     val = np.empty((Pn.shape[0], k), dtype=Pn.dtype)
-    if algorithm == "omp":
-        _kernels.omp_gram(Pn, Gn, x2n, k, tol2n, _eps(P.dtype), idx, val)
-    else:
-        _kernels.mp_gram(Pn, Gn, x2n, k, tol2n, max_steps, idx, val)
-        if refit:
-            _kernels.refit_gram(Pn, Gn, idx, val)
+    with _KERNEL_LOCK:
+        if algorithm == "omp":
+            _kernels.omp_gram(Pn, Gn, x2n, k, tol2n, _eps(P.dtype), idx, val)
+        else:
+            _kernels.mp_gram(Pn, Gn, x2n, k, tol2n, max_steps, idx, val)
+            if refit:
+                _kernels.refit_gram(Pn, Gn, idx, val)
     return torch.from_numpy(idx), torch.from_numpy(val)
 
 
