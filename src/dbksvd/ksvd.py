@@ -47,6 +47,10 @@ WEIGHTS_FILE = "dictionary.safetensors"
 COHERENCE_THRESHOLD = 0.99
 #: Atoms used by fewer rows of a batch than this are replaced (the K-SVD toolbox uses 4).
 MIN_USAGE = 4
+#: Iterations during which a replaced atom may not be swapped out again: a new atom starts
+#: with little usage and would otherwise be the next "weakest" atom (measured: without it the
+#: swap thrashes at 10 dB and recovery drops from ~97% to ~90%).
+GRACE = 10
 
 
 class DBKSVD:
@@ -260,6 +264,8 @@ class DBKSVD:
         self._dtype = torch.float64 if self.components_.dtype == np.float64 else torch.float32
         self._device = cfg["device"]
         self._D = torch.as_tensor(self.components_, dtype=self._dtype, device=self._device).clone()
+        if getattr(self, "_replaced_at", None) is None or len(self._replaced_at) != self._D.shape[0]:
+            self._replaced_at = np.full(self._D.shape[0], self.n_steps_ - GRACE, dtype=np.int64)
 
     def _finish(self) -> None:
         """Publish the dictionary of the last completed iteration (also after an interrupt)."""
@@ -284,6 +290,7 @@ class DBKSVD:
             rand = rng.standard_normal((K - filled, d))
             atoms[filled:] = rand / np.linalg.norm(rand, axis=1, keepdims=True)
         self._D = torch.as_tensor(atoms, dtype=self._dtype, device=self._device)
+        self._replaced_at = np.full(K, -GRACE, dtype=np.int64)
 
     def _iterate(self, Xb: torch.Tensor, cfg: dict[str, Any], rng: np.random.Generator,
                  pass_index: int, batch_index: int, last: bool = False) -> dict[str, Any]:
@@ -320,11 +327,14 @@ class DBKSVD:
                 if bool(mark.any()):
                     gen = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
                     new_D[lo:hi] = replace_atoms(Dg, Xb, Rg, mark, generator=gen)
+                    self._replaced_at[lo:hi][mark.cpu().numpy()] = self.n_steps_
                     replaced += int(mark.sum())
                 else:
-                    swap = weakest_atom_swap(Dg, Rg, codes)
+                    recent = torch.as_tensor(self.n_steps_ - self._replaced_at[lo:hi] < GRACE, device=Dg.device)
+                    swap = weakest_atom_swap(Dg, Rg, codes, protected=recent)
                     if swap is not None:
                         new_D[lo + swap[0]] = swap[1]
+                        self._replaced_at[lo + swap[0]] = self.n_steps_
                         replaced += 1
         self._D = new_D
         self.n_steps_ += 1

@@ -196,6 +196,7 @@ def split_atoms(atom_ids: torch.Tensor, atom_batch_size: int) -> list[torch.Tens
 
 
 def weakest_atom_swap(D: torch.Tensor, R: torch.Tensor, codes: SparseCodes,
+                      protected: torch.Tensor | None = None,
                       n_power_iter: int = 8) -> tuple[int, torch.Tensor] | None:
     """Propose replacing the weakest atom by the main direction of the worst-coded rows.
 
@@ -205,11 +206,16 @@ def weakest_atom_swap(D: torch.Tensor, R: torch.Tensor, codes: SparseCodes,
     power iteration; it would capture ``Σ_i ⟨R_i, u⟩²``. Returns ``(j, u)`` when the
     candidate captures more than ``SWAP_MARGIN`` times what the atom contributes, else
     ``None``. This greedy swap lets K-SVD leave local minima in which one atom straddles two true directions and another
-    true direction has none.
+    true direction has none. Atoms marked in ``protected`` (K,) bool, e.g. ones replaced a
+    few iterations ago that are still growing into their role, are never chosen.
     """
     K = D.shape[0]
     energy = torch.zeros(K, dtype=torch.float64, device=D.device)
     energy.index_add_(0, codes.indices.flatten(), codes.values.flatten().double().square())
+    if protected is not None:
+        if bool(protected.all()):
+            return None
+        energy[protected] = float("inf")
     j = int(torch.argmin(energy))
     err = torch.linalg.vector_norm(R, dim=1)
     m = min(R.shape[0], max(8, int((codes.values != 0).sum()) // K))
