@@ -48,27 +48,63 @@ def make_sparse_problem(
     rng = np.random.default_rng(random_state)
     D = rng.standard_normal((K, d))
     D /= np.linalg.norm(D, axis=1, keepdims=True)
-    idx = np.argsort(rng.random((n, K)), axis=1)[:, :k] if K <= 4096 else _distinct(rng, n, K, k)
+    idx = _supports(rng, n, K, k)
     val = rng.standard_normal((n, k))
-    X = np.einsum("nk,nkd->nd", val, D[idx]) if n * k * d <= 1 << 26 else _combine(val, idx, D)
+    X = _combine(val, idx, D)
     if snr_db is not None:
         noise = rng.standard_normal(X.shape)
         noise *= np.linalg.norm(X) / (np.linalg.norm(noise) * 10 ** (snr_db / 20))
-        X = X + noise
-    codes = SparseCodes(torch.from_numpy(idx.astype(np.int64)), torch.from_numpy(val.astype(dtype)), K)
-    return SparseProblem(X.astype(dtype), D.astype(dtype), codes, snr_db)
+        X += noise
+        del noise
+    codes = SparseCodes(torch.from_numpy(idx), torch.from_numpy(val.astype(dtype)), K)
+    return SparseProblem(X.astype(dtype, copy=False), D.astype(dtype), codes, snr_db)
 
 
-def _distinct(rng: np.random.Generator, n: int, K: int, k: int) -> np.ndarray:
-    """(n, k) distinct atom ids per row, without an (n, K) temporary."""
+# Temporaries are bounded by about this many float64 elements (32 MiB), whatever n is.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+def _rows_per_chunk(row_elements: int) -> int:
+    return max(1, _CHUNK_ELEMENTS // max(1, row_elements))
+
+
+def _supports(rng: np.random.Generator, n: int, K: int, k: int) -> np.ndarray:
+    """(n, k) int64 distinct atom ids per row, a uniform random ordered sample, in row chunks.
+
+    K <= 4096 (or k large against K): the ``k`` smallest of ``K`` uniform keys per row. The keys
+    are drawn chunk by chunk; consecutive ``rng.random`` calls continue one stream, so the result
+    is that of ``np.argsort(rng.random((n, K)), axis=1)[:, :k]`` without the (n, K) temporary.
+    Otherwise Floyd's algorithm, O(k²) per row instead of O(K), then a random order per row.
+    """
+    keys = K <= 4096 or k * k > 8 * K
     out = np.empty((n, k), dtype=np.int64)
-    for i in range(n):
-        out[i] = rng.choice(K, size=k, replace=False)
+    step = _rows_per_chunk(K if keys else k)
+    for a in range(0, n, step):
+        rows = min(step, n - a)
+        out[a : a + rows] = _smallest_keys(rng.random((rows, K)), k) if keys else _floyd(rng, rows, K, k)
     return out
 
 
+def _smallest_keys(keys: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the positions of the ``k`` smallest keys, smallest first (argsort's first ``k``)."""
+    part = np.argpartition(keys, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(part, np.argsort(np.take_along_axis(keys, part, axis=1), axis=1), axis=1)
+
+
+def _floyd(rng: np.random.Generator, rows: int, K: int, k: int) -> np.ndarray:
+    """(rows, k) uniform k-subsets of range(K) by Floyd's algorithm, each row in random order."""
+    S = np.empty((rows, k), dtype=np.int64)
+    for s, j in enumerate(range(K - k, K)):
+        t = rng.integers(0, j + 1, size=rows)
+        S[:, s] = np.where((S[:, :s] == t[:, None]).any(axis=1), j, t)
+    return rng.permuted(S, axis=1)
+
+
 def _combine(val: np.ndarray, idx: np.ndarray, D: np.ndarray) -> np.ndarray:
-    X = np.zeros((val.shape[0], D.shape[1]))
-    for s in range(idx.shape[1]):
-        X += val[:, s, None] * D[idx[:, s]]
+    """(n, d) float64 ``X[i] = Σ_s val[i, s] D[idx[i, s]]``, in row chunks of (rows, k, d) gathers."""
+    n, k = idx.shape
+    X = np.empty((n, D.shape[1]))
+    step = _rows_per_chunk(k * D.shape[1])
+    for a in range(0, n, step):
+        np.einsum("nk,nkd->nd", val[a : a + step], D[idx[a : a + step]], out=X[a : a + step])
     return X
