@@ -33,9 +33,8 @@ memory peaks are separate):
 * growth: ratios largest n / smallest n of wall/pass, peak fit and fit extra.
 
 The numba kernels are compiled first (an untimed warm-up fit on a few rows, before the data is
-made). Note: ``make_sparse_problem`` draws the supports with an (n, K) argsort when K <= 4096,
-so making 104k rows at K=4096 briefly needs ~7 GB; that shows in "peak proc", not in the fit
-figures.
+made). Making the data (``make_sparse_problem`` works in row chunks) peaks at about 1.5 GiB RSS
+for the 104k rows of the default run; that shows in "peak proc", not in the fit figures.
 
 How to run
 ----------
@@ -66,6 +65,8 @@ import argparse
 import os
 import sys
 
+import _common  # benchmarks/_common.py: this script's folder is sys.path[0]
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -91,8 +92,7 @@ ARGS = parse_args() if __name__ == "__main__" else None
 
 # Thread counts must be fixed before numpy / torch / numba are loaded.
 if ARGS is not None:
-    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
-        os.environ[_var] = str(ARGS.threads)
+    _common.set_threads_env(ARGS.threads)
 
 import json  # noqa: E402
 import platform  # noqa: E402
@@ -101,7 +101,6 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from contextlib import nullcontext  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -177,12 +176,7 @@ def run_child(args) -> dict:
     from dbksvd import DBKSVD, metrics
     from dbksvd.data import make_sparse_problem
 
-    try:
-        from threadpoolctl import threadpool_limits
-
-        pool_ctx = threadpool_limits(limits=args.threads)
-    except Exception:
-        pool_ctx = nullcontext()
+    pool_ctx = _common.threadpool_limits(args.threads)
 
     n, d, K, k, passes = args.child, args.d, args.atoms, args.nnz, args.child_passes
     device = torch.device(args.device)
@@ -271,17 +265,15 @@ def main(args) -> int:
         print(f"--passes has {len(passes)} values for {len(sizes)} sizes; give one value or one per size")
         return 0
     device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("--device cuda asked for but torch.cuda.is_available() is False; nothing to do.")
+    if _common.cuda_missing(device):
         return 0
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores visible)"
+    dev_name = _common.device_name(device)
     torch.set_num_threads(args.threads)
     print(f"full fits: d={args.d} K={args.atoms} k={args.nnz}, SNR {args.snr:g} dB, batch_size={args.batch_size}, "
           f"random_state=0, data seed {args.seed}, {args.test_rows} held-out rows, float32")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()} "
           f"(--threads {args.threads}); device {device.type}: {dev_name}")
-    print(f"torch {torch.__version__}, numpy {np.__version__}, python {platform.python_version()}; "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{_common.versions_line()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print()
 
     results, failed = [], {}
@@ -332,12 +324,7 @@ def main(args) -> int:
             row.insert(9, fmt_mib(r.get("cuda_max_allocated")))
         rows.append(row)
     if rows:
-        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-        line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
-        print(line(header))
-        print("  ".join("-" * w for w in widths))
-        for row in rows:
-            print(line(row))
+        _common.print_table(header, rows, left=())
         print()
         print("wall/pass = fit wall time / passes; iter/pass = sum of history_ seconds per pass (mean); "
               "fit extra = peak fit - RSS before")
@@ -350,12 +337,7 @@ def main(args) -> int:
 
     # -- growth and checks ----------------------------------------------------------------------
     growth = None
-    targets = []
-
-    def target(label, value, ok):
-        status = "SKIP" if ok is None else "INFO" if ok == "info" else ("PASS" if ok else "FAIL")
-        targets.append(dict(target=label, value=value, status=status))
-        print(f"{status}  {label}: {value}")
+    targets = _common.Targets()
 
     if len(results) >= 2:
         a, b = min(results, key=lambda r: r["rows"]), max(results, key=lambda r: r["rows"])
@@ -374,37 +356,29 @@ def main(args) -> int:
               f"growth n={b['rows']:,} / n={a['rows']:,} (rows x{rr:g}): wall/pass x{growth['wall_per_pass']:.2f}, "
               f"peak fit x{growth['peak_fit']:.2f}")
         print()
-        target(f"time per pass grows at most linearly (wall/pass ratio <= 1.2 x rows ratio {rr:g})",
-               f"x{growth['wall_per_pass']:.2f}", growth["wall_per_pass"] <= 1.2 * rr)
+        targets(f"time per pass grows at most linearly (wall/pass ratio <= 1.2 x rows ratio {rr:g})",
+                f"x{growth['wall_per_pass']:.2f}", growth["wall_per_pass"] <= 1.2 * rr)
         if growth["fit_extra"] is not None:
             small_full = a["rows"] >= args.batch_size
-            target("fit memory bounded by the batch size (fit extra ratio <= 2)"
-                   + ("" if small_full else f" -- smallest n < batch size {args.batch_size}, so INFO"),
-                   f"x{growth['fit_extra']:.2f} ({fmt_mib(a['fit_extra'])} -> {fmt_mib(b['fit_extra'])} MiB)",
-                   (growth["fit_extra"] <= 2.0) if small_full else "info")
+            targets("fit memory bounded by the batch size (fit extra ratio <= 2)"
+                    + ("" if small_full else f" -- smallest n < batch size {args.batch_size}, so INFO"),
+                    f"x{growth['fit_extra']:.2f} ({fmt_mib(a['fit_extra'])} -> {fmt_mib(b['fit_extra'])} MiB)",
+                    (growth["fit_extra"] <= 2.0) if small_full else "info")
     else:
-        target("growth checks", "need two --rows sizes", None)
+        targets("growth checks", "need two --rows sizes", None)
     for r in results:
-        target(f"n={r['rows']:,}: recovery (1-|cos| < 0.01) / held-out explained signal",
-               f"{100 * r['recovery']:.1f}% / {r['heldout_explained']:.4f} after {r['passes']} passes", "info")
+        targets(f"n={r['rows']:,}: recovery (1-|cos| < 0.01) / held-out explained signal",
+                f"{100 * r['recovery']:.1f}% / {r['heldout_explained']:.4f} after {r['passes']} passes", "info")
 
-    if args.json:
-        out = dict(
-            config=dict(rows=sizes, passes=passes, batch_size=args.batch_size, d=args.d, atoms=args.atoms,
-                        nnz=args.nnz, snr_db=args.snr, test_rows=args.test_rows, threads=args.threads,
-                        device=device.type, device_name=dev_name, seed=args.seed, cpu_count=os.cpu_count()),
-            versions=dict(python=platform.python_version(), torch=torch.__version__, numpy=np.__version__),
-            results=results, growth=growth, failed=failed, targets=targets,
-        )
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-        print(f"\nwrote {args.json}")
+    _common.write_json(args.json, dict(
+        config=dict(rows=sizes, passes=passes, batch_size=args.batch_size, d=args.d, atoms=args.atoms,
+                    nnz=args.nnz, snr_db=args.snr, test_rows=args.test_rows, threads=args.threads,
+                    device=device.type, device_name=dev_name, seed=args.seed, cpu_count=os.cpu_count()),
+        versions=_common.versions(),
+        results=results, growth=growth, failed=failed, targets=targets,
+    ))
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        main(ARGS)
-    finally:
-        sys.stdout.flush()
-    sys.exit(0)
+    _common.run(main, ARGS)

@@ -85,7 +85,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
+
+import _common  # benchmarks/_common.py: this script's folder is sys.path[0]
 
 METHODS = ("dbksvd", "spams", "dictlearn", "sklearn")
 PEERS = METHODS[1:]
@@ -117,14 +118,10 @@ ARGS = parse_args() if __name__ == "__main__" else None
 
 # Thread counts must be fixed before numpy / torch / numba / the peers' BLAS are loaded.
 if ARGS is not None:
-    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
-        os.environ[_var] = str(ARGS.threads)
+    _common.set_threads_env(ARGS.threads)
 
-import json  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
-from contextlib import nullcontext  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -278,12 +275,7 @@ def _has_dist(name: str) -> bool:
 
 def main(args) -> int:
     torch.set_num_threads(args.threads)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        pool_ctx = threadpool_limits(limits=args.threads)
-    except Exception:  # threadpoolctl comes with scikit-learn; the env vars above are the fallback
-        pool_ctx = nullcontext()
+    pool_ctx = _common.threadpool_limits(args.threads)
 
     wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in wanted if m not in METHODS]
@@ -297,7 +289,7 @@ def main(args) -> int:
           f"threshold 1-|<g,d>| < {args.threshold:g}")
     print(f"{args.trials} trials per SNR (problem seed {args.seed}+t), SNR {', '.join(snr_label(s) for s in snrs)}; "
           f"CPU, {args.threads} threads ({os.cpu_count()} cores visible), load average {os.getloadavg()[0]:.2f}")
-    print(f"torch {torch.__version__}, numpy {np.__version__}, python {platform.python_version()}")
+    print(_common.versions_line())
 
     with pool_ctx:
         methods, skipped = make_methods(args, wanted)
@@ -388,55 +380,41 @@ def main(args) -> int:
     print()
 
     # -- targets --------------------------------------------------------------------------------
-    targets = []
-
-    def target(label, value, ok):
-        status = "SKIP" if ok is None else ("PASS" if ok else "FAIL")
-        targets.append(dict(target=label, value=value, status=status))
-        print(f"{status}  {label}: {value}")
-
+    targets = _common.Targets()
     db = summary.get("dbksvd")
     if db is None:
-        target("dbksvd targets", "dbksvd not run", None)
+        targets("dbksvd targets", "dbksvd not run", None)
     else:
         hi = [lab for s, lab in zip(snrs, labs) if (s is None or s >= 20) and lab in db["per_snr"]]
         if hi:
             worst = min(hi, key=lambda lab: db["per_snr"][lab]["mean"])
             v = db["per_snr"][worst]["mean"]
-            target("dbksvd mean recovery >= 98% at every SNR >= 20 dB",
-                   f"lowest {100 * v:.1f}% (at {worst}); " + ", ".join(f"{lab} {100 * db['per_snr'][lab]['mean']:.1f}%" for lab in hi),
-                   v >= 0.98)
+            targets("dbksvd mean recovery >= 98% at every SNR >= 20 dB",
+                    f"lowest {100 * v:.1f}% (at {worst}); " + ", ".join(f"{lab} {100 * db['per_snr'][lab]['mean']:.1f}%" for lab in hi),
+                    v >= 0.98)
         else:
-            target("dbksvd mean recovery >= 98% at every SNR >= 20 dB", "no such SNR run", None)
+            targets("dbksvd mean recovery >= 98% at every SNR >= 20 dB", "no such SNR run", None)
         lab10 = snr_label(10.0)
         if lab10 in db["per_snr"]:
             v = db["per_snr"][lab10]["mean"]
-            target("dbksvd mean recovery >= 95% at 10 dB", f"{100 * v:.1f}%", v >= 0.95)
+            targets("dbksvd mean recovery >= 95% at 10 dB", f"{100 * v:.1f}%", v >= 0.95)
         else:
-            target("dbksvd mean recovery >= 95% at 10 dB", "10 dB not run", None)
+            targets("dbksvd mean recovery >= 95% at 10 dB", "10 dB not run", None)
         sp = db["seconds_per_trial"]
         med = db["seconds_median"]
-        target("dbksvd <= 1 s per trial (mean fit time)", f"{sp:.3f} s (median {med:.3f} s)" if sp is not None else "-",
-               None if sp is None else sp <= 1.0)
+        targets("dbksvd <= 1 s per trial (mean fit time)", f"{sp:.3f} s (median {med:.3f} s)" if sp is not None else "-",
+                None if sp is None else sp <= 1.0)
 
-    if args.json:
-        out = dict(
-            config=dict(n=n, d=d, atoms=K, nnz=k, iters=args.iters, trials=args.trials, snr=labs,
-                        threshold=args.threshold, threads=args.threads, seed=args.seed, peer_trials=n_trials,
-                        sklearn_alpha=args.sklearn_alpha, sklearn_fit_algorithm=args.sklearn_fit_algorithm,
-                        spams_batchsize=args.spams_batchsize, cpu_count=os.cpu_count()),
-            versions=dict(python=platform.python_version(), torch=torch.__version__, numpy=np.__version__),
-            total_seconds=total, results=summary, skipped=skipped, errors=errors, targets=targets,
-        )
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-        print(f"\nwrote {args.json}")
+    _common.write_json(args.json, dict(
+        config=dict(n=n, d=d, atoms=K, nnz=k, iters=args.iters, trials=args.trials, snr=labs,
+                    threshold=args.threshold, threads=args.threads, seed=args.seed, peer_trials=n_trials,
+                    sklearn_alpha=args.sklearn_alpha, sklearn_fit_algorithm=args.sklearn_fit_algorithm,
+                    spams_batchsize=args.spams_batchsize, cpu_count=os.cpu_count()),
+        versions=_common.versions(),
+        total_seconds=total, results=summary, skipped=skipped, errors=errors, targets=targets,
+    ))
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        main(ARGS)
-    finally:
-        sys.stdout.flush()
-    sys.exit(0)
+    _common.run(main, ARGS)

@@ -60,8 +60,8 @@ per signal, and checks the number of non-zeros it got back.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
+
+import _common  # benchmarks/_common.py: this script's folder is sys.path[0]
 
 
 def parse_args(argv=None):
@@ -86,14 +86,10 @@ ARGS = parse_args() if __name__ == "__main__" else None
 
 # Thread counts must be fixed before numpy / torch / numba / the peers' BLAS are loaded.
 if ARGS is not None:
-    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
-        os.environ[_var] = str(ARGS.threads)
+    _common.set_threads_env(ARGS.threads)
 
 import gc  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
-from contextlib import nullcontext  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -179,15 +175,9 @@ def fmt_share(a, b):
 def main(args) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("--device cuda asked for but torch.cuda.is_available() is False; nothing to do.")
+    if _common.cuda_missing(device):
         return 0
-    try:
-        from threadpoolctl import threadpool_limits
-
-        pool_ctx = threadpool_limits(limits=args.threads)
-    except Exception:  # threadpoolctl comes with scikit-learn; the env vars above are the fallback
-        pool_ctx = nullcontext()
+    pool_ctx = _common.threadpool_limits(args.threads)
 
     n, d, K, k = args.n, args.d, args.atoms, args.nnz
     rng = np.random.default_rng(args.seed)
@@ -197,11 +187,11 @@ def main(args) -> int:
     n_sk = min(args.sklearn_rows, n)
     n_w = min(args.warmup_rows, n)
 
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores visible)"
+    dev_name = _common.device_name(device)
     print(f"sparse coding: n={n} d={d} K={K} k={k} float32, {args.threads} threads, best of {args.repeats}, seed {args.seed}")
     print(f"dbksvd + GEMM bound on {device.type}: {dev_name}; dbksvd backend={args.backend}")
     print(f"peers on CPU ({args.threads} threads); scikit-learn on the first {n_sk} rows")
-    print(f"torch {torch.__version__}, numpy {np.__version__}, python {platform.python_version()}")
+    print(_common.versions_line())
     print()
 
     results: dict[str, dict] = {}
@@ -333,13 +323,7 @@ def main(args) -> int:
         ])
     for name, why in skipped.items():
         rows.append([name, "cpu", "-", "skipped", "-", "-", "-", "-", "-", "-"])
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    left = {0, 1, 7}
-    line = lambda cells: "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
-    print(line(header))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print(line(r))
+    _common.print_table(header, rows, left={0, 1, 7})
     print()
     print("rel.err = mean ||x - x_hat|| / ||x|| over the rows each method ran; nnz/row = mean atoms used")
     print(f"Gram D D^T alone: {gram_secs:.3f} s on {device.type} (inside the dbksvd and SPAMS timings, outside scikit-learn's)")
@@ -348,48 +332,35 @@ def main(args) -> int:
     print()
 
     # -- targets --------------------------------------------------------------------------------
-    targets = []
+    targets = _common.Targets()
     omp = results["dbksvd OMP"]["rows_per_s"]
     mp = results["dbksvd MP"]["rows_per_s"]
     thr = args.support_threshold
 
-    def target(label, value, ok):
-        status = "SKIP" if ok is None else "INFO" if ok == "info" else ("PASS" if ok else "FAIL")
-        targets.append(dict(target=label, value=value, status=status))
-        print(f"{status}  {label}: {value}")
-
     if sp is not None:
-        target("dbksvd OMP >= 2x SPAMS omp rows/s", f"{omp / sp:.2f}x", omp >= 2 * sp)
+        targets("dbksvd OMP >= 2x SPAMS omp rows/s", f"{omp / sp:.2f}x", omp >= 2 * sp)
         e = agreement["dbksvd OMP vs SPAMS omp"]
-        target("dbksvd OMP support == SPAMS (SPAMS omp is ORMP, so not expected to match)",
-               f"{100 * e['share']:.2f}% of {e['rows']} rows", "info")
+        targets("dbksvd OMP support == SPAMS (SPAMS omp is ORMP, so not expected to match)",
+                f"{100 * e['share']:.2f}% of {e['rows']} rows", "info")
     else:
-        target("dbksvd OMP >= 2x SPAMS omp rows/s", "SPAMS skipped", None)
+        targets("dbksvd OMP >= 2x SPAMS omp rows/s", "SPAMS skipped", None)
     if sk is not None:
-        target("dbksvd OMP >= 100x scikit-learn rows/s", f"{omp / sk:.1f}x", omp >= 100 * sk)
+        targets("dbksvd OMP >= 100x scikit-learn rows/s", f"{omp / sk:.1f}x", omp >= 100 * sk)
         e = agreement["dbksvd OMP vs scikit-learn OMP"]
-        target(f"dbksvd OMP support == scikit-learn on >= {100 * thr:g}% of rows", f"{100 * e['share']:.2f}% of {e['rows']}", e["share"] >= thr)
+        targets(f"dbksvd OMP support == scikit-learn on >= {100 * thr:g}% of rows", f"{100 * e['share']:.2f}% of {e['rows']}", e["share"] >= thr)
     else:
-        target("dbksvd OMP >= 100x scikit-learn rows/s", "scikit-learn skipped", None)
-        target(f"dbksvd OMP support == scikit-learn on >= {100 * thr:g}% of rows", "scikit-learn skipped", None)
-    target("dbksvd MP >= 50% of GEMM bound", f"{100 * mp / gemm:.1f}%", mp >= 0.5 * gemm)
+        targets("dbksvd OMP >= 100x scikit-learn rows/s", "scikit-learn skipped", None)
+        targets(f"dbksvd OMP support == scikit-learn on >= {100 * thr:g}% of rows", "scikit-learn skipped", None)
+    targets("dbksvd MP >= 50% of GEMM bound", f"{100 * mp / gemm:.1f}%", mp >= 0.5 * gemm)
 
-    if args.json:
-        out = dict(
-            config=dict(n=n, d=d, atoms=K, nnz=k, threads=args.threads, device=device.type, device_name=dev_name,
-                        backend=args.backend, repeats=args.repeats, sklearn_rows=n_sk, seed=args.seed, dtype="float32"),
-            versions=dict(python=platform.python_version(), torch=torch.__version__, numpy=np.__version__),
-            gram_seconds=gram_secs, results=results, agreement=agreement, skipped=skipped, targets=targets,
-        )
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-        print(f"\nwrote {args.json}")
+    _common.write_json(args.json, dict(
+        config=dict(n=n, d=d, atoms=K, nnz=k, threads=args.threads, device=device.type, device_name=dev_name,
+                    backend=args.backend, repeats=args.repeats, sklearn_rows=n_sk, seed=args.seed, dtype="float32"),
+        versions=_common.versions(),
+        gram_seconds=gram_secs, results=results, agreement=agreement, skipped=skipped, targets=targets,
+    ))
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        main(ARGS)
-    finally:
-        sys.stdout.flush()
-    sys.exit(0)
+    _common.run(main, ARGS)
