@@ -8,20 +8,18 @@ the top singular pair ``(v, σu)`` of ``E_j``, which lowers ``‖R‖²`` withou
 Atoms are processed in *atom batches*: every atom of a batch is updated from the same ``R``
 (Jacobi inside a batch, fully vectorised), then ``R`` is brought up to date and the next batch
 sees the new atoms (Gauss–Seidel across batches). ``E_j`` is never formed: every product
-with it is computed from ``R`` and the non-zeros of atom j, so a whole pass costs
-O(nnz · d) per power iteration.
+with it is a sparse (CSR) product of ``R`` with the non-zeros of the batch, so a whole pass
+costs O(nnz · d) per power iteration.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
 from .coding import SparseCodes
-
-#: Rows handled per gather in the sparse products (bounds temporary memory to ~this × d).
-_CHUNK = 1 << 15
 
 #: Swap the weakest atom when the candidate captures more than this share of its energy: its
 #: rows are re-coded on the other atoms, so dropping it costs well under its full Σc².
@@ -33,22 +31,47 @@ def residual(X: torch.Tensor, D: torch.Tensor, codes: SparseCodes) -> torch.Tens
     return X - codes.reconstruct(D)
 
 
-def _scatter_rows(out: torch.Tensor, out_idx: torch.Tensor, coef: torch.Tensor, src_idx: torch.Tensor,
-                  src: torch.Tensor) -> torch.Tensor:
-    """``out[out_idx[e]] += coef[e] · src[src_idx[e]]`` for every non-zero e (chunked)."""
-    for s in range(0, src_idx.numel(), _CHUNK):
-        sl = slice(s, s + _CHUNK)
-        out.index_add_(0, out_idx[sl], src[src_idx[sl]] * coef[sl, None])
-    return out
+class _BatchPattern:
+    """The non-zeros of one atom batch as sparse (CSR) matrices, for the three products.
 
+    ``rows`` (N,) and ``loc`` (N,) give each non-zero's row of the sample batch and its atom's
+    position in the batch (0..m-1), sorted by atom then row. CSR products run as sparse
+    kernels (MKL on the CPU, cuSPARSE on CUDA), ~30x faster than gathering ``R[rows]``.
+    """
 
-def _row_dots(rows: torch.Tensor, R: torch.Tensor, loc: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
-    """``R[rows[e]] · V[loc[e]]`` for every non-zero e (chunked), shape (nnz,)."""
-    out = torch.empty(rows.numel(), dtype=R.dtype, device=R.device)
-    for s in range(0, rows.numel(), _CHUNK):
-        sl = slice(s, s + _CHUNK)
-        out[sl] = (R[rows[sl]] * V[loc[sl]]).sum(dim=1)
-    return out
+    def __init__(self, rows: torch.Tensor, loc: torch.Tensor, m: int, n: int):
+        dev = rows.device
+        self.rows, self.loc, self.shape = rows, loc, (m, n)
+        self.crow = torch.zeros(m + 1, dtype=torch.int64, device=dev)
+        self.crow[1:] = torch.cumsum(torch.bincount(loc, minlength=m), 0)
+        self.perm = torch.argsort(rows * m + loc)  # row-major order of the same non-zeros
+        self.crow_t = torch.zeros(n + 1, dtype=torch.int64, device=dev)
+        self.crow_t[1:] = torch.cumsum(torch.bincount(rows, minlength=n), 0)
+        self.col_t = loc[self.perm]
+
+    def _csr(self, vals: torch.Tensor) -> torch.Tensor:
+        return torch.sparse_csr_tensor(self.crow, self.rows, vals, self.shape, check_invariants=False)
+
+    def gather_rows(self, vals: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
+        """(m, d): ``out[loc[e]] += vals[e] · R[rows[e]]``."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+            return self._csr(vals) @ R
+
+    def row_dots(self, A: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
+        """(N,): ``A[loc[e]] · R[rows[e]]`` for each non-zero."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            out = torch.sparse.sampled_addmm(self._csr(torch.zeros_like(self.rows, dtype=A.dtype)), A, R.T, beta=0.0)
+        return out.values()
+
+    def scatter_rows(self, vals: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+        """(n, d): ``out[rows[e]] += vals[e] · A[loc[e]]``."""
+        n, m = self.shape[1], self.shape[0]
+        T = torch.sparse_csr_tensor(self.crow_t, self.col_t, vals[self.perm], (n, m), check_invariants=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return T @ A
 
 
 def update_atoms(
@@ -84,7 +107,8 @@ def update_atoms(
         batch_of[atoms] = b
         local_of[atoms] = torch.arange(atoms.numel(), device=D.device)
     nz_batch = batch_of[nz_atoms]
-    order = torch.argsort(nz_batch, stable=True)
+    # Sort the non-zeros by (atom batch, atom, row): each batch is a segment, ready for CSR.
+    order = torch.argsort((nz_batch * K + local_of[nz_atoms]) * n + nz_rows)
     counts = torch.bincount(nz_batch[nz_batch >= 0], minlength=len(atom_batches)).tolist()
     start = int((nz_batch < 0).sum())
     iters = max_power_iter if method == "svd" else 1
@@ -96,6 +120,7 @@ def update_atoms(
         rows, slots = nz_rows[seg], nz_slots[seg]
         loc = local_of[nz_atoms[seg]]
         m = atoms.numel()
+        pattern = _BatchPattern(rows, loc, m, n)
         D_old = D[atoms]  # (m, d)
         c = values[rows, slots]  # (nnz,)
         u = c
@@ -103,14 +128,14 @@ def update_atoms(
         for _ in range(iters):
             # v_j = E_jᵀ u_j = R[w]ᵀ u_w + (c_w · u_w) D_j
             cu = torch.zeros(m, dtype=D.dtype, device=D.device).index_add_(0, loc, c * u)
-            V_new = _scatter_rows(cu[:, None] * D_old, loc, u, rows, R)
+            V_new = cu[:, None] * D_old + pattern.gather_rows(u, R)
             norms = torch.linalg.vector_norm(V_new, dim=1, keepdim=True)
             V_new = torch.where(norms > 0, V_new / norms.clamp_min(torch.finfo(D.dtype).tiny), D_old)
             converged = bool(((V_new * V).sum(dim=1).abs() >= 1 - power_tol).all())
             V = V_new
             # u_w = E_j v_j = R[w] v_j + c_w ⟨D_j, v_j⟩
             dv = (D_old * V).sum(dim=1)
-            u = _row_dots(rows, R, loc, V) + c * dv[loc]
+            u = pattern.row_dots(V, R) + c * dv[loc]
             if converged:
                 break
         flip = (D_old * V).sum(dim=1) < 0
@@ -120,8 +145,7 @@ def update_atoms(
         used[loc] = True
         V = torch.where(used[:, None], V, D_old)
         # R[w] += c D_old - u V, for all atoms of the batch at once.
-        _scatter_rows(R, rows, c, loc, D_old)
-        _scatter_rows(R, rows, -u, loc, V)
+        R += pattern.scatter_rows(c, D_old) - pattern.scatter_rows(u, V)
         D[atoms] = V
         values[rows, slots] = u
     return D, SparseCodes(codes.indices, values, codes.n_atoms), R
