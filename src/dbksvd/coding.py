@@ -121,9 +121,26 @@ class SparseCodes:
         return cls(torch.cat(idx, dim=1), torch.cat(val, dim=1), offset)
 
 
-def gram(dictionary: torch.Tensor) -> torch.Tensor:
-    """``G = D Dᵀ`` (K, K)."""
-    return dictionary @ dictionary.T
+def gram(dictionary: torch.Tensor, block: int = 1024) -> torch.Tensor:
+    """``G = D Dᵀ`` (K, K), exactly symmetric.
+
+    Computed as the upper block triangle (blocks of ``block`` atoms) mirrored below the
+    diagonal: for K = 4096 that is 10 of 16 block products, 37% fewer flops than ``D @ D.T``.
+    """
+    K = dictionary.shape[0]
+    if K <= block:
+        G = dictionary @ dictionary.T
+        return (G + G.T) / 2
+    G = torch.empty((K, K), dtype=dictionary.dtype, device=dictionary.device)
+    for i in range(0, K, block):
+        rows = dictionary[i:i + block]
+        upper = rows @ dictionary[i:].T  # blocks (i, j >= i)
+        G[i:i + block, i:] = upper
+        G[i + block:, i:i + block] = upper[:, block:].T
+    for i in range(0, K, block):  # the diagonal blocks themselves: symmetrise
+        B = G[i:i + block, i:i + block]
+        B.copy_((B + B.T) / 2)
+    return G
 
 
 def default_batch_size(n_atoms: int, n_nonzero: int, device: torch.device, backend: str) -> int:
