@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from . import metrics
-from .coding import ALGORITHMS, SparseCodes, sparse_encode
+from .coding import ALGORITHMS, SparseCodes, gram, sparse_encode
 from .errors import InputError, ModelFormatError, NotFittedError, ParameterError
 from .io import atomic_path, save_tensors
 from .update import atom_usage, near_duplicates, replace_atoms, split_atoms, update_atoms, weakest_atom_swap
@@ -373,12 +373,14 @@ class DBKSVD:
         step = check_positive_int(batch_size, "batch_size", allow_none=True) or cfg["batch_size"]
         dtype = torch.float64 if self.components_.dtype == np.float64 else torch.float32
         D = torch.as_tensor(self.components_, dtype=dtype, device=cfg["device"])
+        bounds = _group_bounds(cfg["groups"])
+        grams = [gram(D[lo:hi]) for lo, hi, _ in bounds]  # once, not once per chunk
         chunks = []
         for s in range(0, src.shape[0], step):
             target = as_matrix(src[s:s + step], dtype=dtype, device=cfg["device"])
             parts = []
-            for lo, hi, kg in _group_bounds(cfg["groups"]):
-                codes = self._code(target, D[lo:hi], kg, cfg)
+            for (lo, hi, kg), G in zip(bounds, grams):
+                codes = self._code(target, D[lo:hi], kg, cfg, G)
                 parts.append(codes)
                 if hi < D.shape[0]:
                     target = target - codes.reconstruct(D[lo:hi])
@@ -386,10 +388,11 @@ class DBKSVD:
         return SparseCodes(torch.cat([c.indices for c in chunks]), torch.cat([c.values for c in chunks]),
                            D.shape[0])
 
-    def _code(self, X: torch.Tensor, D: torch.Tensor, k: int, cfg: dict[str, Any]) -> SparseCodes:
+    def _code(self, X: torch.Tensor, D: torch.Tensor, k: int, cfg: dict[str, Any],
+              gram_matrix: torch.Tensor | None = None) -> SparseCodes:
         """The model's sparse coder (MP always with its least-squares refit)."""
         return sparse_encode(X, D, k, algorithm=cfg["coder"], tol=cfg["coder_tol"],
-                             refit=cfg["coder"] == "mp", device=D.device)
+                             refit=cfg["coder"] == "mp", device=D.device, gram_matrix=gram_matrix)
 
     def inverse_transform(self, codes: SparseCodes | Any) -> np.ndarray:
         """Reconstructions ``C D`` (n, d) from :class:`SparseCodes` or dense (n, K) codes."""
