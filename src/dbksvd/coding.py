@@ -144,8 +144,15 @@ def gram(dictionary: torch.Tensor, block: int = 1024) -> torch.Tensor:
 
 
 def default_batch_size(n_atoms: int, n_nonzero: int, device: torch.device, backend: str) -> int:
-    """Rows per chunk so that the chunk's working set stays near 128 MiB (1 GiB on CUDA)."""
-    budget = (1 << 28 if device.type == "cuda" else 1 << 25)  # elements
+    """Rows per chunk: the chunk's working set near 64 MiB on the CPU (1 GiB on CUDA).
+
+    On the CPU the numba kernels need only the (rows, K) correlations; 4096 rows at K=4096
+    measured ~10% faster than 8192 for OMP (same speed for MP).
+    """
+    if device.type == "cuda":
+        budget = 1 << 28  # elements
+    else:
+        budget = 1 << 24 if backend == "numba" else 1 << 25
     per_row = n_atoms * (n_nonzero + 3) if backend == "torch" else n_atoms
     cap = 1 << 16 if device.type == "cuda" else 8192
     return int(max(16, min(cap, budget // max(1, per_row))))

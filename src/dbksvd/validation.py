@@ -90,10 +90,16 @@ def as_matrix(
             src = np.array(src, dtype=None, copy=True)
         t = torch.from_numpy(np.ascontiguousarray(src))
     t = t.to(device=resolve_device(device, like=t), dtype=target)
-    if check_finite and not bool(torch.isfinite(t).all()):
+    if check_finite and not _all_finite(t):
         bad = int((~torch.isfinite(t)).any(dim=1).sum())
         raise InputError(f"{name} contains NaN or inf in {bad} row(s)")
     return t
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """True when ``t`` has no NaN or inf: min and max propagate NaN, one pass, no (n, d) mask."""
+    lo, hi = torch.aminmax(t)
+    return bool(torch.isfinite(lo) & torch.isfinite(hi))
 
 
 def check_dictionary(dictionary: Any, n_features: int | None = None, *, name: str = "dictionary",
@@ -102,7 +108,7 @@ def check_dictionary(dictionary: Any, n_features: int | None = None, *, name: st
     D = as_matrix(dictionary, name, dtype=dtype, device=device)
     if n_features is not None and D.shape[1] != n_features:
         raise InputError(f"{name} has {D.shape[1]} features per atom but the data has {n_features}")
-    norms = torch.linalg.vector_norm(D.double(), dim=1)
+    norms = torch.linalg.vector_norm(D, dim=1, dtype=torch.float64)
     off = (norms - 1).abs() > UNIT_NORM_ATOL
     if bool(off.any()):
         j = int(torch.nonzero(off)[0])
