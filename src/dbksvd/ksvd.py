@@ -174,15 +174,33 @@ class DBKSVD:
 
     def fit(self, X: Any, y: Any = None) -> "DBKSVD":
         """Learn the dictionary from ``X`` (n, d): numpy (memory-mapped is fine) or torch."""
-        with _flush_denormals():
-            return self._fit(X)
+        with self._training():
+            self._fit(X)
+        return self
 
     def partial_fit(self, X: Any, y: Any = None) -> "DBKSVD":
         """One iteration per ``batch_size`` rows of ``X``, in order (streaming)."""
-        with _flush_denormals():
-            return self._partial_fit(X)
+        with self._training():
+            self._partial_fit(X)
+        return self
 
-    def _fit(self, X: Any) -> "DBKSVD":
+    @contextlib.contextmanager
+    def _training(self):
+        """Denormals flushed while training; afterwards ``components_`` is the dictionary of the
+        last completed iteration on success and after Ctrl-C (the interrupt is re-raised), and
+        is left untouched after any other error."""
+        with _flush_denormals():
+            try:
+                yield
+            except KeyboardInterrupt:
+                self._finish()
+                raise
+            except BaseException:
+                self._D = None
+                raise
+            self._finish()
+
+    def _fit(self, X: Any) -> None:
         src = matrix_source(X)
         n, d = src.shape
         cfg = self._validated(d)
@@ -215,42 +233,24 @@ class DBKSVD:
                 if cfg["tol"] is not None and previous is not None and previous - pass_loss <= cfg["tol"] * previous:
                     break
                 previous = pass_loss
-        except KeyboardInterrupt:
-            self._finish()  # keep the last completed iteration; the caller decides what to do
-            raise
-        except BaseException:
-            self._D = None
-            raise
         finally:
             bar.close()
-        self._finish()
-        return self
 
-    def _partial_fit(self, X: Any) -> "DBKSVD":
+    def _partial_fit(self, X: Any) -> None:
         src = matrix_source(X)
         n, d = src.shape
         cfg = self._validated(d)
-        if not hasattr(self, "components_"):
+        if getattr(self, "_rng", None) is None:  # first call, or a model from load()
             self._rng = np.random.default_rng(self.random_state)
+        if not hasattr(self, "components_"):
             self._start(cfg, d, float_dtype(src))
             self._init_dictionary(src, cfg, self._rng)
         else:
             self._check_features(d)
             self._resume(cfg)
-        rng = getattr(self, "_rng", None) or np.random.default_rng(self.random_state)
-        self._rng = rng
-        try:
-            for b, s in enumerate(range(0, n, cfg["batch_size"])):
-                Xb = as_matrix(src[s:s + cfg["batch_size"]], dtype=self._dtype, device=cfg["device"])
-                self._iterate(Xb, cfg, rng, self.n_iter_, b)
-        except KeyboardInterrupt:
-            self._finish()
-            raise
-        except BaseException:
-            self._D = None
-            raise
-        self._finish()
-        return self
+        for b, s in enumerate(range(0, n, cfg["batch_size"])):
+            Xb = as_matrix(src[s:s + cfg["batch_size"]], dtype=self._dtype, device=cfg["device"])
+            self._iterate(Xb, cfg, self._rng, self.n_iter_, b)
 
     def _start(self, cfg: dict[str, Any], d: int, dtype: torch.dtype) -> None:
         self.n_features_in_ = d
