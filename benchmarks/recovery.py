@@ -23,7 +23,7 @@ The experiment (K-SVD paper, Sect. V-A)
 
 Methods (all on the CPU with ``--threads`` threads)
 ---------------------------------------------------
-* ``dbksvd``: ``DBKSVD(50, 3, max_iter=80, batch_size=1500, random_state=t, device="cpu")``,
+* ``dbksvd``: ``DBKSVD(50, 3, preprocessing="none", max_iter=80, batch_size=1500, random_state=t, device="cpu")``,
   every other parameter at its default (Batch-OMP coder, power update, data init,
   replacement of unused / duplicated atoms). batch_size=1500 means one K-SVD iteration per
   pass, so 80 passes = 80 K-SVD iterations, as in the paper.
@@ -185,11 +185,11 @@ def make_methods(args, wanted: list[str]) -> tuple[list[Method], dict[str, str]]
         import dbksvd
 
         def fit_dbksvd(X, seed, iters=iters):
-            m = DBKSVD(K, k, max_iter=iters, batch_size=X.shape[0], random_state=seed, device="cpu").fit(X)
+            m = DBKSVD(K, k, preprocessing="none", max_iter=iters, batch_size=X.shape[0], random_state=seed, device="cpu").fit(X)
             return m.components_
 
         methods.append(Method("dbksvd", fit_dbksvd,
-                              f"DBKSVD({K}, {k}, max_iter={iters}, batch_size=n, device='cpu'), defaults otherwise",
+                              f"DBKSVD({K}, {k}, preprocessing="none", max_iter={iters}, batch_size=n, device='cpu'), defaults otherwise",
                               getattr(dbksvd, "__version__", None)))
 
     if "spams" in wanted:

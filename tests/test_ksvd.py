@@ -15,7 +15,7 @@ from dbksvd.data import make_sparse_problem
 def small(**kw):
     params = dict(max_iter=30, batch_size=2000, random_state=0, device="cpu")
     params.update(kw)
-    return DBKSVD(50, 3, **params)
+    return DBKSVD(50, 3, **{"preprocessing": "none", **params})
 
 
 @pytest.mark.parametrize("snr", [None, 20])
@@ -31,14 +31,14 @@ def test_recovery_regression(snr):
 
 def test_fit_is_deterministic_and_learns():
     p = make_sparse_problem(1000, 20, 50, 3, snr_db=30, random_state=0)
-    a = small(max_iter=5).fit(p.X)
-    b = small(max_iter=5).fit(p.X)
+    a = small(max_iter=10).fit(p.X)
+    b = small(max_iter=10).fit(p.X)
     np.testing.assert_array_equal(a.components_, b.components_)
-    c = small(max_iter=5, random_state=1).fit(p.X)
+    c = small(max_iter=10, random_state=1).fit(p.X)
     assert not np.array_equal(a.components_, c.components_)
     losses = [h["loss"] for h in a.history_]
-    assert losses[-1] < 0.5 * losses[0]
-    assert a.n_iter_ == 5 and a.n_steps_ == 5 and len(a.history_) == 5
+    assert losses[-1] < 0.4 * losses[0]
+    assert a.n_iter_ == 10 and a.n_steps_ == 10 and len(a.history_) == 10
     assert a.components_.shape == (50, 20) and a.components_.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(a.components_, axis=1), 1, atol=1e-5)
 
@@ -53,7 +53,7 @@ def test_variants_fit_well(kw):
 
 def test_float64_and_torch_input():
     p = make_sparse_problem(500, 10, 20, 2, random_state=0, dtype=np.float64)
-    model = DBKSVD(20, 2, max_iter=3, random_state=0, device="cpu").fit(torch.from_numpy(p.X))
+    model = DBKSVD(20, 2, preprocessing="none", max_iter=3, random_state=0, device="cpu").fit(torch.from_numpy(p.X))
     assert model.components_.dtype == np.float64
     assert model.transform(p.X).values.dtype == torch.float64
 
@@ -121,14 +121,14 @@ def test_matryoshka_prefix_is_a_dictionary_of_its_own():
     np.put_along_axis(C, coarse, 3 * rng.standard_normal((n, 2)), axis=1)
     np.put_along_axis(C, fine, rng.standard_normal((n, 2)), axis=1)
     X = (C @ D + 0.01 * rng.standard_normal((n, 24))).astype(np.float32)
-    model = DBKSVD(64, 4, groups=[(16, 2), (48, 2)], max_iter=15, random_state=0, device="cpu").fit(X)
-    flat = DBKSVD(64, 4, max_iter=15, random_state=0, device="cpu").fit(X)
+    model = DBKSVD(64, 4, preprocessing="none", groups=[(16, 2), (48, 2)], max_iter=15, random_state=0, device="cpu").fit(X)
+    flat = DBKSVD(64, 4, preprocessing="none", max_iter=15, random_state=0, device="cpu").fit(X)
     codes = model.transform(X)
     assert codes.indices.shape == (n, 4)
     assert (codes.indices[:, :2] < 16).all() and (codes.indices[:, 2:] >= 16).all()
 
     def prefix_score(m):
-        prefix = DBKSVD(16, 2, device="cpu")
+        prefix = DBKSVD(16, 2, preprocessing="none", device="cpu")
         prefix.components_, prefix.n_features_in_ = m.components_[:16], 24
         return prefix.score(X)
 
@@ -190,7 +190,7 @@ def test_save_load_round_trip(tmp_path):
     assert again.history_ == model.history_ and again.n_iter_ == 3
     assert torch.equal(again.transform(p.X).indices, model.transform(p.X).indices)
     config = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert config["format_version"] == 1 and config["preprocessing"] == {"kind": "none"}
+    assert config["format_version"] == 1 and config["preprocessing"]["kind"] == "none"
 
 
 def _saved(tmp_path):

@@ -49,10 +49,15 @@ class SparseCodes:
     indices: torch.Tensor
     values: torch.Tensor
     n_atoms: int
+    #: (n,) norms of the input rows, kept when a model normalised them before coding, so that
+    #: ``inverse_transform`` can map reconstructions back (see :mod:`dbksvd.preprocessing`).
+    row_norms: torch.Tensor | None = None
 
     def __post_init__(self):
         if self.indices.shape != self.values.shape or self.indices.ndim != 2:
             raise ValueError(f"indices {tuple(self.indices.shape)} and values {tuple(self.values.shape)} must be equal 2-D shapes")
+        if self.row_norms is not None and tuple(self.row_norms.shape) != (self.indices.shape[0],):
+            raise ValueError(f"row_norms has shape {tuple(self.row_norms.shape)}; expected ({self.indices.shape[0]},)")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -67,7 +72,8 @@ class SparseCodes:
         return (self.values != 0).sum(dim=1)
 
     def to(self, device: Any) -> "SparseCodes":
-        return SparseCodes(self.indices.to(device), self.values.to(device), self.n_atoms)
+        norms = None if self.row_norms is None else self.row_norms.to(device)
+        return SparseCodes(self.indices.to(device), self.values.to(device), self.n_atoms, norms)
 
     def to_dense(self) -> torch.Tensor:
         """(n, K) dense code matrix (only for inputs small enough to hold it)."""
@@ -118,7 +124,14 @@ class SparseCodes:
             idx.append(p.indices + offset)
             val.append(p.values)
             offset += p.n_atoms
-        return cls(torch.cat(idx, dim=1), torch.cat(val, dim=1), offset)
+        return cls(torch.cat(idx, dim=1), torch.cat(val, dim=1), offset, parts[0].row_norms)
+
+    @classmethod
+    def vstack(cls, parts: list["SparseCodes"]) -> "SparseCodes":
+        """Codes of consecutive row blocks (same dictionary) as one set of codes."""
+        norms = None if parts[0].row_norms is None else torch.cat([p.row_norms for p in parts])
+        return cls(torch.cat([p.indices for p in parts]), torch.cat([p.values for p in parts]),
+                   parts[0].n_atoms, norms)
 
 
 def gram(dictionary: torch.Tensor, block: int = 1024) -> torch.Tensor:

@@ -35,3 +35,8 @@ class ModelFormatError(DataFileError):
 
 class NotFittedError(DbksvdError, ValueError, AttributeError):
     """A model was used before ``fit``."""
+
+
+class MissingDependencyError(DbksvdError, ImportError):
+    """An optional package (an encoder's, a dataset's) is not installed; the message says
+    which extra to install, e.g. ``pip install 'dbksvd[embed]'``."""

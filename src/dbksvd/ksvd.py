@@ -28,6 +28,9 @@ from . import metrics
 from .coding import ALGORITHMS, SparseCodes, gram, sparse_encode
 from .errors import InputError, ModelFormatError, NotFittedError, ParameterError
 from .io import atomic_path, save_tensors
+from .preprocessing import DEFAULT as DEFAULT_PREPROCESSING
+from .preprocessing import Preprocessor, parse_steps
+from .sources import RowSource, as_source
 from .update import atom_usage, near_duplicates, replace_atoms, split_atoms, update_atoms, weakest_atom_swap
 from .validation import (
     as_matrix,
@@ -37,7 +40,6 @@ from .validation import (
     check_positive_int,
     check_tol,
     float_dtype,
-    matrix_source,
     resolve_device,
 )
 
@@ -51,6 +53,8 @@ MIN_USAGE = 4
 #: with little usage and would otherwise be the next "weakest" atom (measured: without it the
 #: swap thrashes at 10 dB and recovery drops from ~97% to ~90%).
 GRACE = 10
+#: Rows per block when a pass only accumulates statistics (the preprocessing mean).
+CHUNK_ROWS = 65536
 
 
 class DBKSVD:
@@ -74,6 +78,10 @@ class DBKSVD:
         iteration of a fit.
     groups : Matryoshka groups, e.g. ``[256, 768]`` or ``[(256, 8), (768, 24)]``; see
         :func:`dbksvd.validation.check_groups`.
+    preprocessing : ``"normalize+center+scale"`` (default, for CLIP-like embeddings), ``"none"``,
+        or any of those steps joined by ``+``; fitted on the training data, stored with the
+        model, applied by ``transform`` and undone by ``inverse_transform``
+        (:mod:`dbksvd.preprocessing`).
     tol : stop early when a pass lowers the mean squared residual by less than this fraction.
     coder_tol : stop coding a row once ‖x - x̂‖ <= coder_tol · ‖x‖.
     random_state : seed; fits are deterministic for a given seed on the CPU.
@@ -82,7 +90,9 @@ class DBKSVD:
 
     Attributes
     ----------
-    components_ : (K, d) ndarray, unit-norm atoms.
+    components_ : (K, d) ndarray, unit-norm atoms (in the preprocessed space).
+    preprocessor_ : the fitted :class:`dbksvd.preprocessing.Preprocessor`.
+    data_info_ : provenance of the training rows (e.g. the store, space and encoder).
     n_features_in_ : d.
     n_iter_ : passes completed; ``n_steps_`` iterations (sample batches) completed.
     history_ : one dict per iteration: pass, batch, rows, loss (mean ‖r‖² per row after the
@@ -102,6 +112,7 @@ class DBKSVD:
         init: str = "data",
         replace_unused: bool = True,
         groups: Any = None,
+        preprocessing: str = DEFAULT_PREPROCESSING,
         tol: float | None = None,
         coder_tol: float | None = None,
         random_state: int | None = None,
@@ -118,6 +129,7 @@ class DBKSVD:
         self.init = init
         self.replace_unused = replace_unused
         self.groups = groups
+        self.preprocessing = preprocessing
         self.tol = tol
         self.coder_tol = coder_tol
         self.random_state = random_state
@@ -165,6 +177,7 @@ class DBKSVD:
             "update": check_choice(self.update, "update", ("svd", "power")),
             "init": check_choice(self.init, "init", ("data", "random")),
             "groups": check_groups(self.groups, K, k),
+            "preprocessing": parse_steps(self.preprocessing),
             "tol": check_tol(self.tol, "tol"),
             "coder_tol": check_tol(self.coder_tol, "coder_tol"),
             "device": resolve_device("auto" if self.device is None else self.device),
@@ -173,13 +186,16 @@ class DBKSVD:
     # -- fitting ---------------------------------------------------------------------------
 
     def fit(self, X: Any, y: Any = None) -> "DBKSVD":
-        """Learn the dictionary from ``X`` (n, d): numpy (memory-mapped is fine) or torch."""
+        """Learn the dictionary from ``X`` (n, d): numpy (memory-mapped is fine), torch, or a
+        store space (:class:`dbksvd.data.store.StoreSpace`), streamed in shuffled sample
+        batches so that the data never has to fit in memory."""
         with self._training():
             self._fit(X)
         return self
 
     def partial_fit(self, X: Any, y: Any = None) -> "DBKSVD":
-        """One iteration per ``batch_size`` rows of ``X``, in order (streaming)."""
+        """One iteration per ``batch_size`` rows of ``X``, in order (streaming). The first call
+        fits the preprocessing statistics on its rows; later calls reuse them."""
         with self._training():
             self._partial_fit(X)
         return self
@@ -201,28 +217,26 @@ class DBKSVD:
             self._finish()
 
     def _fit(self, X: Any) -> None:
-        src = matrix_source(X)
-        n, d = src.shape
+        source = as_source(X)
+        n, d = source.shape
         cfg = self._validated(d)
         rng = np.random.default_rng(self.random_state)
-        self._start(cfg, d, float_dtype(src))
-        self._init_dictionary(src, cfg, rng)
+        self._start(cfg, d, float_dtype(source), source)
+        sample = self._fit_preprocessing(source, cfg, rng)
+        self._init_dictionary(sample, cfg, rng)
         n_batches = math.ceil(n / cfg["batch_size"])
-        whole = as_matrix(src, dtype=self._dtype, device=cfg["device"]) if n_batches == 1 else None
+        whole = self._prepare(next(source.iter_chunks(n))) if n_batches == 1 else None
         from ._progress import progress
 
         bar = progress(cfg["max_iter"] * n_batches, "fit", enabled=bool(self.verbose))
         previous = None
         try:
             for p in range(cfg["max_iter"]):
-                order = rng.permutation(n)
                 pass_loss = 0.0
-                for b in range(n_batches):
-                    if whole is not None:
-                        Xb = whole
-                    else:
-                        rows = np.sort(order[b * cfg["batch_size"]:(b + 1) * cfg["batch_size"]])
-                        Xb = as_matrix(_take(src, rows), dtype=self._dtype, device=cfg["device"])
+                batches = [whole] if whole is not None else source.iter_batches(cfg["batch_size"], rng)
+                for b, Xb in enumerate(batches):
+                    if whole is None:
+                        Xb = self._prepare(Xb)
                     last = p == cfg["max_iter"] - 1 and b == n_batches - 1
                     entry = self._iterate(Xb, cfg, rng, p, b, last)
                     pass_loss += entry["loss"] * entry["rows"]
@@ -237,23 +251,43 @@ class DBKSVD:
             bar.close()
 
     def _partial_fit(self, X: Any) -> None:
-        src = matrix_source(X)
-        n, d = src.shape
+        source = as_source(X)
+        n, d = source.shape
         cfg = self._validated(d)
         if getattr(self, "_rng", None) is None:  # first call, or a model from load()
             self._rng = np.random.default_rng(self.random_state)
         if not hasattr(self, "components_"):
-            self._start(cfg, d, float_dtype(src))
-            self._init_dictionary(src, cfg, self._rng)
+            self._start(cfg, d, float_dtype(source), source)
+            sample = self._fit_preprocessing(source, cfg, self._rng)
+            self._init_dictionary(sample, cfg, self._rng)
         else:
             self._check_features(d)
             self._resume(cfg)
-        for b, s in enumerate(range(0, n, cfg["batch_size"])):
-            Xb = as_matrix(src[s:s + cfg["batch_size"]], dtype=self._dtype, device=cfg["device"])
-            self._iterate(Xb, cfg, self._rng, self.n_iter_, b)
+        for b, chunk in enumerate(source.iter_chunks(cfg["batch_size"])):
+            self._iterate(self._prepare(chunk), cfg, self._rng, self.n_iter_, b)
 
-    def _start(self, cfg: dict[str, Any], d: int, dtype: torch.dtype) -> None:
+    def _fit_preprocessing(self, source: RowSource, cfg: dict[str, Any], rng: np.random.Generator) -> np.ndarray | None:
+        """Fit ``preprocessor_``; returns the preprocessed initialisation sample (float64 numpy,
+        up to ``batch_size`` random rows) when ``init="data"``, else None."""
+        steps = cfg["preprocessing"]
+        sample = None
+        if cfg["init"] == "data" or "scale" in steps:
+            n = source.shape[0]
+            pool = np.sort(rng.choice(n, size=min(n, cfg["batch_size"]), replace=False))
+            sample = as_matrix(source.take(pool), dtype=torch.float64, device="cpu")
+        self.preprocessor_ = Preprocessor.fit(steps, source.iter_chunks(CHUNK_ROWS), sample)
+        if sample is None or cfg["init"] != "data":
+            return None
+        return self.preprocessor_.apply(sample)[0].numpy()
+
+    def _prepare(self, block: Any) -> torch.Tensor:
+        """A block of input rows as a preprocessed tensor in the fit's dtype and device."""
+        X = as_matrix(block, dtype=self._dtype, device=self._device)
+        return self.preprocessor_.apply(X)[0]
+
+    def _start(self, cfg: dict[str, Any], d: int, dtype: torch.dtype, source: RowSource) -> None:
         self.n_features_in_ = d
+        self.data_info_ = source.describe()
         self.n_iter_ = 0
         self.n_steps_ = 0
         self.history_ = []
@@ -273,14 +307,12 @@ class DBKSVD:
             self.components_ = self._D.detach().cpu().numpy().copy()
             self._D = None
 
-    def _init_dictionary(self, src: Any, cfg: dict[str, Any], rng: np.random.Generator) -> None:
-        K, d = cfg["K"], src.shape[1]
-        n = src.shape[0]
+    def _init_dictionary(self, sample: np.ndarray | None, cfg: dict[str, Any], rng: np.random.Generator) -> None:
+        """K distinct rows of the (preprocessed) ``sample``, topped up with random unit vectors."""
+        K, d = cfg["K"], self.n_features_in_
         atoms = np.empty((K, d), dtype=np.float64)
         filled = 0
-        if cfg["init"] == "data":
-            pool = np.sort(rng.choice(n, size=min(n, cfg["batch_size"]), replace=False))
-            sample = as_matrix(_take(src, pool), dtype=torch.float64, device="cpu").numpy()
+        if sample is not None:
             norms = np.linalg.norm(sample, axis=1)
             usable = np.flatnonzero(norms > 0)
             pick = rng.choice(usable, size=min(K, usable.size), replace=False)
@@ -356,37 +388,54 @@ class DBKSVD:
         if not hasattr(self, "components_"):
             raise NotFittedError("this DBKSVD model is not fitted yet; call fit first")
 
-    def _check_features(self, d: int) -> None:
+    def _preprocessor(self) -> Preprocessor:
+        """The fitted preprocessing; for a model whose ``components_`` were set by hand, the
+        ``preprocessing`` parameter when it needs no statistics (``none``, ``normalize``)."""
+        pre = getattr(self, "preprocessor_", None)
+        if pre is not None:
+            return pre
+        steps = parse_steps(self.preprocessing)
+        if set(steps) - {"normalize"}:
+            raise NotFittedError(f"preprocessing {self.preprocessing!r} has no fitted statistics; call fit")
+        return Preprocessor(steps)
+
+    def _check_features(self, d: int, source: Any = None) -> None:
         if d != self.n_features_in_:
-            raise InputError(f"X has {d} features but the model was fitted with {self.n_features_in_}")
+            what = "X" if source is None else source.describe().get("name", "X")
+            raise InputError(f"{what} has {d} features but the model was fitted with {self.n_features_in_}")
 
     def transform(self, X: Any, *, batch_size: int | None = None) -> SparseCodes:
-        """Sparse codes (on the CPU) of ``X`` (n, d) against ``components_``.
+        """Sparse codes (on the CPU) of ``X`` (n, d) against ``components_``, after the model's
+        preprocessing (the codes carry ``row_norms`` when it normalises rows).
 
         Rows are coded ``batch_size`` at a time (default: the model's ``batch_size``), so a
-        memory-mapped ``X`` is never loaded whole.
+        memory-mapped ``X`` or a store is never loaded whole.
         """
+        return SparseCodes.vstack([codes for _, codes in self._transform_chunks(X, batch_size)])
+
+    def _transform_chunks(self, X: Any, batch_size: int | None = None):
+        """``(rows as a tensor, codes)`` per chunk of ``X``, both on the CPU."""
         self._check_fitted()
-        src = matrix_source(X)
-        self._check_features(src.shape[1])
-        cfg = self._validated(src.shape[1])
+        source = as_source(X)
+        self._check_features(source.shape[1], source)
+        cfg = self._validated(source.shape[1])
         step = check_positive_int(batch_size, "batch_size", allow_none=True) or cfg["batch_size"]
         dtype = torch.float64 if self.components_.dtype == np.float64 else torch.float32
         D = torch.as_tensor(self.components_, dtype=dtype, device=cfg["device"])
         bounds = _group_bounds(cfg["groups"])
         grams = [gram(D[lo:hi]) for lo, hi, _ in bounds]  # once, not once per chunk
-        chunks = []
-        for s in range(0, src.shape[0], step):
-            target = as_matrix(src[s:s + step], dtype=dtype, device=cfg["device"])
+        for chunk in source.iter_chunks(step):
+            X_chunk = as_matrix(chunk, dtype=dtype, device=cfg["device"])
+            target, norms = self._preprocessor().apply(X_chunk)
             parts = []
             for (lo, hi, kg), G in zip(bounds, grams):
                 codes = self._code(target, D[lo:hi], kg, cfg, G)
                 parts.append(codes)
                 if hi < D.shape[0]:
                     target = target - codes.reconstruct(D[lo:hi])
-            chunks.append((parts[0] if len(parts) == 1 else SparseCodes.hstack(parts)).to("cpu"))
-        return SparseCodes(torch.cat([c.indices for c in chunks]), torch.cat([c.values for c in chunks]),
-                           D.shape[0])
+            codes = parts[0] if len(parts) == 1 else SparseCodes.hstack(parts)
+            codes = SparseCodes(codes.indices, codes.values, codes.n_atoms, norms)
+            yield X_chunk.cpu(), codes.to("cpu")
 
     def _code(self, X: torch.Tensor, D: torch.Tensor, k: int, cfg: dict[str, Any],
               gram_matrix: torch.Tensor | None = None) -> SparseCodes:
@@ -395,23 +444,29 @@ class DBKSVD:
                              refit=cfg["coder"] == "mp", device=D.device, gram_matrix=gram_matrix)
 
     def inverse_transform(self, codes: SparseCodes | Any) -> np.ndarray:
-        """Reconstructions ``C D`` (n, d) from :class:`SparseCodes` or dense (n, K) codes."""
+        """Reconstructions (n, d) in the input space: ``C D`` mapped back through the
+        preprocessing. ``codes``: :class:`SparseCodes` from :meth:`transform`, or dense (n, K)
+        codes when the model does not normalise rows."""
         self._check_fitted()
         D = torch.as_tensor(self.components_)
         if not isinstance(codes, SparseCodes):
             C = as_matrix(codes, "codes", dtype=D.dtype, device="cpu")
             if C.shape[1] != D.shape[0]:
                 raise InputError(f"codes have {C.shape[1]} columns but the model has {D.shape[0]} atoms")
-            return (C @ D).numpy()
+            return self._preprocessor().invert(C @ D).numpy()
         if codes.n_atoms != D.shape[0]:
             raise InputError(f"codes refer to {codes.n_atoms} atoms but the model has {D.shape[0]}")
-        return codes.to("cpu").reconstruct(D).numpy()
+        codes = codes.to("cpu")
+        return self._preprocessor().invert(codes.reconstruct(D), codes.row_norms).numpy()
 
     def score(self, X: Any, y: Any = None) -> float:
-        """Explained signal ``1 - mean ‖x - x̂‖ / ‖x‖`` of ``X`` (higher is better)."""
-        codes = self.transform(X)
-        Xt = as_matrix(X, dtype=torch.float64, device="cpu")
-        return metrics.explained_signal(Xt, self.inverse_transform(codes))
+        """Explained signal ``1 - mean ‖x - x̂‖ / ‖x‖`` of ``X`` (higher is better), on the
+        input vectors (reconstructions mapped back through the preprocessing)."""
+        total, n = 0.0, 0
+        for rows, codes in self._transform_chunks(X):
+            total += metrics.explained_signal(rows.double(), self.inverse_transform(codes)) * rows.shape[0]
+            n += rows.shape[0]
+        return total / n
 
     # -- persistence -----------------------------------------------------------------------
 
@@ -427,11 +482,12 @@ class DBKSVD:
             "n_features": int(self.n_features_in_),
             "n_atoms": int(self.components_.shape[0]),
             "dtype": str(self.components_.dtype),
-            "preprocessing": {"kind": "none"},
+            "preprocessing": self._preprocessor().to_config(),
+            "data": getattr(self, "data_info_", None),
             "state": {"n_iter": int(self.n_iter_), "n_steps": int(self.n_steps_), "history": self.history_},
         }
         with atomic_path(path, directory=True) as tmp:
-            save_tensors(tmp / WEIGHTS_FILE, {"components": self.components_})
+            save_tensors(tmp / WEIGHTS_FILE, {"components": self.components_, **self._preprocessor().tensors()})
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         return path
 
@@ -463,6 +519,8 @@ def load(path: str | Path) -> DBKSVD:
 
     try:
         components = np.array(load_array(w_path, "components"))
+        extra = {"preprocessing.mean": np.array(load_array(w_path, "preprocessing.mean"))} \
+            if (config.get("preprocessing") or {}).get("has_mean") else {}
     except Exception as exc:
         raise ModelFormatError(f"{w_path}: {exc}") from None
     try:
@@ -481,8 +539,13 @@ def load(path: str | Path) -> DBKSVD:
         model = DBKSVD(**params)
     except TypeError as exc:
         raise ModelFormatError(f"{cfg_path}: unknown parameters ({_short_exc(exc)})") from None
+    try:
+        model.preprocessor_ = Preprocessor.from_config(config.get("preprocessing") or {"kind": "none"}, extra, d)
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{cfg_path}: {exc}") from None
     model.components_ = components
     model.n_features_in_ = d
+    model.data_info_ = config.get("data")
     model.n_iter_ = int(state.get("n_iter", 0))
     model.n_steps_ = int(state.get("n_steps", 0))
     model.history_ = list(state.get("history", []))
@@ -527,9 +590,3 @@ def _flush_denormals():
     finally:
         torch.set_flush_denormal(False)
 
-
-def _take(src: Any, rows: np.ndarray) -> Any:
-    """Rows ``rows`` (sorted) of a numpy array, memory map or tensor."""
-    if isinstance(src, torch.Tensor):
-        return src[torch.as_tensor(rows, device=src.device)]
-    return src[rows]

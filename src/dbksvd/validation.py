@@ -60,10 +60,11 @@ def matrix_source(X: Any, name: str = "X") -> torch.Tensor | np.ndarray:
     return src
 
 
-def float_dtype(src: torch.Tensor | np.ndarray) -> torch.dtype:
-    """float64 for float64 input, float32 for everything else (ints, bools, halves)."""
-    is64 = src.dtype == torch.float64 if isinstance(src, torch.Tensor) else src.dtype == np.float64
-    return torch.float64 if is64 else torch.float32
+def float_dtype(src: Any) -> torch.dtype:
+    """float64 for float64 input, float32 for everything else (ints, bools, halves).
+
+    ``src``: anything with a numpy or torch ``dtype`` (an array, a tensor, a row source)."""
+    return torch.float64 if src.dtype in (torch.float64, np.float64) else torch.float32
 
 
 def as_matrix(
