@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import sys
+import threading
 from contextlib import nullcontext
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
@@ -96,3 +97,62 @@ def run(main, args) -> None:
     finally:
         sys.stdout.flush()
     sys.exit(0)
+
+
+# -- memory ----------------------------------------------------------------------------------
+
+MiB = 1024.0 * 1024.0
+
+
+def status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def rss_bytes() -> int | None:
+    v = status_kib("VmRSS")
+    return None if v is None else v * 1024
+
+
+def reset_peak() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) of this process; False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class RSSSampler:
+    """Highest VmRSS seen by a background thread sampling every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval, self.peak = interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            r = rss_bytes()
+            if r is not None and r > self.peak:
+                self.peak = r
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self.peak = rss_bytes() or 0
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        r = rss_bytes()
+        if r is not None and r > self.peak:
+            self.peak = r

@@ -99,70 +99,11 @@ import platform  # noqa: E402
 import resource  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-MiB = 1024.0 * 1024.0
-
-
-# ---------------------------------------------------------------------------------------------
-# memory
-
-
-def _status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def rss_bytes() -> int | None:
-    v = _status_kib("VmRSS")
-    return None if v is None else v * 1024
-
-
-def reset_peak() -> bool:
-    """Reset the kernel's peak-RSS counter (VmHWM) of this process; False where not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-class RSSSampler:
-    """Highest VmRSS seen by a background thread sampling every ``interval`` seconds."""
-
-    def __init__(self, interval: float = 0.02):
-        self.interval, self.peak = interval, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            r = rss_bytes()
-            if r is not None and r > self.peak:
-                self.peak = r
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self.peak = rss_bytes() or 0
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        r = rss_bytes()
-        if r is not None and r > self.peak:
-            self.peak = r
+from _common import MiB, RSSSampler, status_kib, reset_peak, rss_bytes  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,7 +154,7 @@ def run_child(args) -> dict:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             fit_secs = time.perf_counter() - t0
-        hwm = _status_kib("VmHWM")
+        hwm = status_kib("VmHWM")
         res["peak_fit_sampled"] = sampler.peak
         res["peak_fit"] = max(sampler.peak, hwm * 1024) if (res["hwm_reset"] and hwm) else sampler.peak
         if device.type == "cuda":

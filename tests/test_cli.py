@@ -40,7 +40,7 @@ def test_fit_encode_evaluate(data, capsys):
 
 
 def test_demo_runs(capsys, tmp_path):
-    assert main(["demo", "--samples", "3000", "--features", "20", "--atoms", "50", "--nnz", "3",
+    assert main(["demo", "--synthetic", "--samples", "3000", "--features", "20", "--atoms", "50", "--nnz", "3",
                  "--iters", "10", "--quiet", "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
     assert "atom_recovery" in out and "explained_signal" in out
@@ -64,7 +64,7 @@ def test_errors_are_one_line_and_write_nothing(data, capsys, args, words):
     np.save(tmp / "nan.npy", np.full((10, 20), np.nan))
     np.save(tmp / "obj.npy", np.array([[1, "a"]], dtype=object), allow_pickle=True)
     np.save(tmp / "x5.npy", p.X[:, :5])
-    DBKSVD(8, 2, max_iter=1, device="cpu").fit(p.X[:100]).save(tmp / "model")
+    DBKSVD(8, 2, preprocessing="none", max_iter=1, device="cpu").fit(p.X[:100]).save(tmp / "model")
     before = set(tmp.iterdir())
     assert main([a.format(t=tmp) for a in args]) == 2
     err = capsys.readouterr().err.strip()

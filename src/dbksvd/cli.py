@@ -21,9 +21,26 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dbksvd", description="Sparse dictionaries for embeddings with Double-Batch K-SVD.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    f = sub.add_parser("fit", help="learn a dictionary from an array file")
-    f.add_argument("input", help="embeddings (n, d): .npy (memory-mapped), .npz or .safetensors")
+    emb = sub.add_parser("embed", help="embed a dataset into an on-disk store (resumable)")
+    emb.add_argument("--dataset", required=True, help="emoji, fashion-mnist, folder:PATH or texts:PATH[#column]")
+    emb.add_argument("--encoder", default=None,
+                     help="effnet-lite0 (default for images), minilm (default for texts), clip:NAME_OR_PATH, vit:NAME_OR_PATH")
+    emb.add_argument("--text-encoder", default=None,
+                     help="encoder for an image dataset's captions (default: the encoder's own text tower, else minilm); 'none' to skip")
+    emb.add_argument("--layer", type=int, default=None, help="clip/vit: embed the class token of this hidden layer")
+    emb.add_argument("--out", required=True, help="store folder (a rerun resumes or reuses it)")
+    emb.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    emb.add_argument("--shard-rows", type=int, default=4096, help="rows per shard (default 4096)")
+    emb.add_argument("--batch-size", type=int, default=64, help="items per encoder call (default 64)")
+    emb.add_argument("--device", default=None)
+    emb.add_argument("--quiet", action="store_true")
+
+    f = sub.add_parser("fit", help="learn a dictionary from an array file or a store")
+    f.add_argument("input", help="embeddings (n, d): a store folder, .npy (memory-mapped), .npz or .safetensors")
     f.add_argument("--key", help="array name inside a .npz/.safetensors file")
+    f.add_argument("--space", help="store space to fit (default: image when present)")
+    f.add_argument("--preprocessing", default="normalize+center+scale",
+                   help="none, or steps normalize, center, scale joined by '+' (default normalize+center+scale)")
     f.add_argument("--atoms", type=int, required=True, help="number of atoms K")
     f.add_argument("--nnz", type=int, required=True, help="non-zeros per row k")
     f.add_argument("--out", required=True, help="model folder to write")
@@ -40,28 +57,32 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("encode", help="sparse-code an array file with a fitted model")
     e.add_argument("model", help="model folder written by 'dbksvd fit'")
-    e.add_argument("input")
+    e.add_argument("input", help="a store folder or an array file")
     e.add_argument("--key")
+    e.add_argument("--space")
     e.add_argument("--out", required=True, help=".safetensors file with 'indices' (n, k) and 'values' (n, k)")
     e.add_argument("--batch-size", type=int, default=None)
     e.add_argument("--device", default=None)
 
     v = sub.add_parser("evaluate", help="reconstruction metrics of a model on an array file")
     v.add_argument("model")
-    v.add_argument("input")
+    v.add_argument("input", help="a store folder or an array file")
     v.add_argument("--key")
+    v.add_argument("--space")
     v.add_argument("--json", action="store_true", help="print the metrics as JSON")
     v.add_argument("--device", default=None)
 
-    d = sub.add_parser("demo", help="the built-in offline job: learn a planted dictionary and report")
-    d.add_argument("--samples", type=int, default=20000)
-    d.add_argument("--features", type=int, default=64)
-    d.add_argument("--atoms", type=int, default=256)
-    d.add_argument("--nnz", type=int, default=5)
-    d.add_argument("--snr", type=float, default=30.0, help="noise level in dB (default 30)")
-    d.add_argument("--iters", type=int, default=10)
+    d = sub.add_parser("demo", help="the built-in offline job: embed the emoji, fit, report (or --synthetic)")
+    d.add_argument("--workdir", default="runs/emoji", help="where the store and models go (default runs/emoji)")
+    d.add_argument("--synthetic", action="store_true", help="instead: learn a planted dictionary and report recovery")
+    d.add_argument("--samples", type=int, default=20000, help="--synthetic: training signals")
+    d.add_argument("--features", type=int, default=64, help="--synthetic: dimension")
+    d.add_argument("--snr", type=float, default=30.0, help="--synthetic: noise level in dB (default 30)")
+    d.add_argument("--atoms", type=int, default=None, help="K (default 256)")
+    d.add_argument("--nnz", type=int, default=None, help="k (default 8; 5 with --synthetic)")
+    d.add_argument("--iters", type=int, default=None, help="passes (default 30; 10 with --synthetic)")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--out", default=None, help="also save the learned model here")
+    d.add_argument("--out", default=None, help="--synthetic: also save the learned model here")
     d.add_argument("--quiet", action="store_true")
     return p
 
@@ -71,24 +92,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import DbksvdError
 
     try:
-        return {"fit": _fit, "encode": _encode, "evaluate": _evaluate, "demo": _demo}[args.command](args)
+        return {"embed": _embed, "fit": _fit, "encode": _encode, "evaluate": _evaluate,
+                "demo": _demo}[args.command](args)
     except DbksvdError as exc:
         print(f"dbksvd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
 
-def _load_input(path: str, key: str | None):
-    from .io import load_array
+def _load_input(path: str, key: str | None, space: str | None = None):
+    """An array file (memory-mapped where possible) or one space of a store."""
+    from .data.store import open_rows
 
-    return load_array(path, key)
+    return open_rows(path, key=key, space=space)
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from .data.datasets import get_dataset
+    from .embedding import embed_dataset
+    from .encoders import get_encoder
+
+    dataset = get_dataset(args.dataset)
+    name = args.encoder or ("minilm" if dataset.modality == "text" else "effnet-lite0")
+    encoder = get_encoder(name, device=args.device, layer=args.layer)
+    text_encoder = None
+    if args.text_encoder and args.text_encoder != "none":
+        text_encoder = get_encoder(args.text_encoder, device=args.device)
+    try:
+        store = embed_dataset(dataset, args.out, encoder, text_encoder=text_encoder, dtype=args.dtype,
+                              shard_rows=args.shard_rows, batch_size=args.batch_size, show_progress=not args.quiet,
+                              captions=args.text_encoder != "none")
+    except KeyboardInterrupt:
+        from .data.store import is_store, read_manifest
+
+        done = read_manifest(Path(args.out))["count"] if is_store(args.out) else 0
+        print(f"dbksvd: interrupted; {done} rows are safely in {args.out}; rerun the same command to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    m = store.manifest
+    spaces = ", ".join(f"{k} {v['dim']}-d ({v['encoder'].get('name')})" for k, v in m["spaces"].items())
+    skipped = sum(m["skipped"].values())
+    print(f"store {args.out}: {store.count} rows of {m['dataset'].get('name')}; spaces: {spaces}")
+    if skipped:
+        print(f"skipped {skipped} items: " + ", ".join(f"{c} {r}" for r, c in m["skipped"].items()))
+    return 0
 
 
 def _fit(args: argparse.Namespace) -> int:
     from .ksvd import DBKSVD
 
-    X = _load_input(args.input, args.key)
+    X = _load_input(args.input, args.key, args.space)
     groups = _parse_groups(args.groups) if args.groups else None
-    model = DBKSVD(args.atoms, args.nnz, coder=args.coder, max_iter=args.iters, batch_size=args.batch_size,
+    model = DBKSVD(args.atoms, args.nnz, preprocessing=args.preprocessing, coder=args.coder, max_iter=args.iters, batch_size=args.batch_size,
                    atom_batch_size=args.atom_batch_size, update=args.update, groups=groups, tol=args.tol,
                    random_state=args.seed, device=args.device, verbose=0 if args.quiet else 1)
     t0 = time.perf_counter()
@@ -126,12 +180,16 @@ def _encode(args: argparse.Namespace) -> int:
     model = load(args.model)
     if args.device is not None:
         model.set_params(device=args.device)
-    X = _load_input(args.input, args.key)
+    X = _load_input(args.input, args.key, args.space)
+    _check_same_encoder(model, X)
     codes = model.transform(X, batch_size=args.batch_size)
     out = Path(args.out)
     if out.suffix != ".safetensors":
         out = out.with_name(out.name + ".safetensors")
-    save_tensors(out, {"indices": codes.indices, "values": codes.values},
+    tensors = {"indices": codes.indices, "values": codes.values}
+    if codes.row_norms is not None:
+        tensors["row_norms"] = codes.row_norms
+    save_tensors(out, tensors,
                  metadata={"n_atoms": str(codes.n_atoms), "format": "dbksvd-codes", "format_version": "1"})
     print(f"wrote codes for {len(codes)} rows (k={codes.indices.shape[1]}, K={codes.n_atoms}) to {out}")
     return 0
@@ -143,13 +201,25 @@ def _evaluate(args: argparse.Namespace) -> int:
     model = load(args.model)
     if args.device is not None:
         model.set_params(device=args.device)
-    X = _load_input(args.input, args.key)
+    X = _load_input(args.input, args.key, args.space)
+    _check_same_encoder(model, X)
     result = _model_metrics(model, X)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         _print_table(result)
     return 0
+
+
+def _check_same_encoder(model, X) -> None:
+    """Refuse a store embedded with another encoder than the model's training data."""
+    from .errors import InputError
+
+    trained = getattr(model, "data_info_", None) or {}
+    here = X.describe() if hasattr(X, "describe") else {}
+    if trained.get("encoder") and here.get("encoder") and trained["encoder"] != here["encoder"]:
+        raise InputError(f"the model was fitted on {trained['encoder']} embeddings but {here['name']} holds "
+                         f"{here['encoder']} embeddings")
 
 
 def _model_metrics(model, X) -> dict:
@@ -159,8 +229,9 @@ def _model_metrics(model, X) -> dict:
 
     codes = model.transform(X)
     X_hat = model.inverse_transform(codes)
+    rows = X.to_numpy() if hasattr(X, "to_numpy") else np.asarray(X)
     out = {"rows": int(X.shape[0]), "features": int(X.shape[1]), "atoms": int(model.components_.shape[0])}
-    out.update(metrics.reconstruction_metrics(np.asarray(X), X_hat, codes, model.components_))
+    out.update(metrics.reconstruction_metrics(rows, X_hat, codes, model.components_))
     return out
 
 
@@ -172,17 +243,67 @@ def _print_table(result: dict) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    return _demo_synthetic(args) if args.synthetic else _demo_emoji(args)
+
+
+def _demo_emoji(args: argparse.Namespace) -> int:
+    """Embed the emoji (images: effnet-lite0, captions: minilm), fit one dictionary per space
+    on 80% of the rows, and report held-out metrics. A rerun reuses the store."""
+    import numpy as np
+
+    from .data.datasets import get_dataset
+    from .embedding import embed_dataset
+    from .encoders import get_encoder
+    from .ksvd import DBKSVD
+
+    K, k, iters = args.atoms or 256, args.nnz or 8, args.iters or 30
+    work = Path(args.workdir)
+    t0 = time.perf_counter()
+    print(f"1/3 embedding the emoji dataset into {work / 'store'} (images: effnet-lite0, captions: minilm)")
+    store = embed_dataset(get_dataset("emoji"), work / "store", get_encoder("effnet-lite0"),
+                          text_encoder=get_encoder("minilm"), show_progress=not args.quiet)
+    print(f"    {store.count} emoji ready ({time.perf_counter() - t0:.0f} s)")
+    order = np.random.default_rng(args.seed).permutation(store.count)
+    n_train = int(0.8 * store.count)
+    train, test = np.sort(order[:n_train]), np.sort(order[n_train:])
+    results = {}
+    for step, name in enumerate(store.spaces, start=2):
+        space = store.space(name)
+        X = space.to_numpy()
+        print(f"{step}/3 fitting {K} atoms, k={k}, on {n_train} {name} embeddings ({X.shape[1]}-d), {iters} passes")
+        model = DBKSVD(K, k, max_iter=iters, random_state=args.seed, verbose=0 if args.quiet else 1)
+        model.fit(X[train])
+        model.data_info_ = {**space.describe(), "rows": n_train, "split": f"train (80%, seed {args.seed})"}
+        model.save(work / f"model-{name}")
+        results[name] = _model_metrics(model, X[test])
+    print(f"held-out metrics ({len(test)} emoji), in {time.perf_counter() - t0:.0f} s; models in {work}/model-*:")
+    _print_columns(results)
+    return 0
+
+
+def _print_columns(results: dict[str, dict]) -> None:
+    names = list(results)
+    keys = [key for key in results[names[0]] if all(key in r for r in results.values())]
+    width = max(len(key) for key in keys)
+    print(f"{'':<{width}}  " + "  ".join(f"{n:>10}" for n in names))
+    for key in keys:
+        cells = [results[n][key] for n in names]
+        print(f"{key:<{width}}  " + "  ".join(f"{c:>10.4f}" if isinstance(c, float) else f"{c!s:>10}" for c in cells))
+
+
+def _demo_synthetic(args: argparse.Namespace) -> int:
     from . import metrics
     from .data import make_sparse_problem
     from .ksvd import DBKSVD
 
+    args.atoms, args.nnz, args.iters = args.atoms or 256, args.nnz or 5, args.iters or 10
     print(f"planted problem: {args.samples} signals, d={args.features}, K={args.atoms} true atoms, "
           f"k={args.nnz} per signal, SNR {args.snr:g} dB")
     n_test = max(1000, args.samples // 10)
     problem = make_sparse_problem(args.samples + n_test, args.features, args.atoms, args.nnz, snr_db=args.snr,
                                   random_state=args.seed)
     train_X, test_X = problem.X[:args.samples], problem.X[args.samples:]
-    model = DBKSVD(args.atoms, args.nnz, max_iter=args.iters, batch_size=min(args.samples, 16384),
+    model = DBKSVD(args.atoms, args.nnz, preprocessing="none", max_iter=args.iters, batch_size=min(args.samples, 16384),
                    random_state=args.seed, verbose=0 if args.quiet else 1)
     t0 = time.perf_counter()
     model.fit(train_X)

@@ -112,6 +112,24 @@ def atomic_path(target: str | os.PathLike, *, directory: bool = False) -> Iterat
         raise
 
 
+def read_format_json(path: Path, fmt: str, max_version: int, what: str, error: type = DataFileError) -> dict:
+    """A JSON object whose ``format`` is ``fmt`` and whose ``format_version`` this dbksvd reads
+    (model configs, store manifests); anything else raises ``error`` with a one-line reason."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise error(f"{path}: corrupt JSON") from None
+    if not isinstance(obj, dict) or obj.get("format") != fmt:
+        raise error(f"{path}: not a dbksvd {what}")
+    version = obj.get("format_version")
+    if not isinstance(version, int):
+        raise error(f"{path}: format_version is missing")
+    if version > max_version:
+        raise error(f"{path.parent}: written by a newer dbksvd ({what} format {version}; "
+                    f"this version reads up to {max_version}); upgrade dbksvd")
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:

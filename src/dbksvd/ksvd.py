@@ -27,7 +27,7 @@ import torch
 from . import metrics
 from .coding import ALGORITHMS, SparseCodes, gram, sparse_encode
 from .errors import InputError, ModelFormatError, NotFittedError, ParameterError
-from .io import atomic_path, save_tensors
+from .io import atomic_path, read_format_json, save_tensors
 from .preprocessing import DEFAULT as DEFAULT_PREPROCESSING
 from .preprocessing import Preprocessor, parse_steps
 from .sources import RowSource, as_source
@@ -54,7 +54,9 @@ MIN_USAGE = 4
 #: swap thrashes at 10 dB and recovery drops from ~97% to ~90%).
 GRACE = 10
 #: Rows per block when a pass only accumulates statistics (the preprocessing mean).
-CHUNK_ROWS = 65536
+CHUNK_ROWS = 16384
+#: The initialisation / scale sample holds at most max(4K, this many) rows.
+SAMPLE_ROWS = 16384
 
 
 class DBKSVD:
@@ -222,8 +224,7 @@ class DBKSVD:
         cfg = self._validated(d)
         rng = np.random.default_rng(self.random_state)
         self._start(cfg, d, float_dtype(source), source)
-        sample = self._fit_preprocessing(source, cfg, rng)
-        self._init_dictionary(sample, cfg, rng)
+        self._init_dictionary(self._fit_preprocessing(source, cfg, rng), cfg, rng)
         n_batches = math.ceil(n / cfg["batch_size"])
         whole = self._prepare(next(source.iter_chunks(n))) if n_batches == 1 else None
         from ._progress import progress
@@ -258,8 +259,7 @@ class DBKSVD:
             self._rng = np.random.default_rng(self.random_state)
         if not hasattr(self, "components_"):
             self._start(cfg, d, float_dtype(source), source)
-            sample = self._fit_preprocessing(source, cfg, self._rng)
-            self._init_dictionary(sample, cfg, self._rng)
+            self._init_dictionary(self._fit_preprocessing(source, cfg, self._rng), cfg, self._rng)
         else:
             self._check_features(d)
             self._resume(cfg)
@@ -268,12 +268,14 @@ class DBKSVD:
 
     def _fit_preprocessing(self, source: RowSource, cfg: dict[str, Any], rng: np.random.Generator) -> np.ndarray | None:
         """Fit ``preprocessor_``; returns the preprocessed initialisation sample (float64 numpy,
-        up to ``batch_size`` random rows) when ``init="data"``, else None."""
+        up to ``batch_size`` random rows, at most ``max(4K, 16384)``) when ``init="data"``,
+        else None."""
         steps = cfg["preprocessing"]
         sample = None
         if cfg["init"] == "data" or "scale" in steps:
             n = source.shape[0]
-            pool = np.sort(rng.choice(n, size=min(n, cfg["batch_size"]), replace=False))
+            size = min(n, cfg["batch_size"], max(4 * cfg["K"], SAMPLE_ROWS))
+            pool = np.sort(rng.choice(n, size=size, replace=False))
             sample = as_matrix(source.take(pool), dtype=torch.float64, device="cpu")
         self.preprocessor_ = Preprocessor.fit(steps, source.iter_chunks(CHUNK_ROWS), sample)
         if sample is None or cfg["init"] != "data":
@@ -348,8 +350,11 @@ class DBKSVD:
             parts.append(codes)
             target = R
         R = target
-        loss = float(R.double().square().sum(dim=1).mean())
-        rel_error = float(torch.linalg.vector_norm(R.double()) / torch.linalg.vector_norm(Xb.double()).clamp_min(1e-300))
+        # from row norms: no (n, d) float64 copies of the batch
+        r2 = torch.linalg.vector_norm(R, dim=1).double().square()
+        x2 = torch.linalg.vector_norm(Xb, dim=1).double().square()
+        loss = float(r2.mean())
+        rel_error = math.sqrt(float(r2.sum()) / max(float(x2.sum()), 1e-300))
         replaced = 0
         if self.replace_unused and not last:
             for (lo, hi, _), codes, Rg in zip(bounds, parts, residuals):
@@ -501,18 +506,7 @@ def load(path: str | Path) -> DBKSVD:
     for p in (cfg_path, w_path):
         if not p.is_file():
             raise ModelFormatError(f"{path}: not a model folder ({p.name} is missing)")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFormatError(f"{cfg_path}: corrupt JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
-    if not isinstance(config, dict) or config.get("format") != "dbksvd-model":
-        raise ModelFormatError(f"{cfg_path}: not a dbksvd model config")
-    version = config.get("format_version")
-    if not isinstance(version, int):
-        raise ModelFormatError(f"{cfg_path}: format_version is missing")
-    if version > FORMAT_VERSION:
-        raise ModelFormatError(
-            f"{path}: written by a newer dbksvd (model format {version}; this version reads up to {FORMAT_VERSION}); upgrade dbksvd")
+    config = read_format_json(cfg_path, "dbksvd-model", FORMAT_VERSION, "model config", ModelFormatError)
     if config.get("architecture") != "dbksvd":
         raise ModelFormatError(f"{path}: architecture {config.get('architecture')!r} is not a DB-KSVD model")
     from .io import load_array

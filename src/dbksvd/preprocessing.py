@@ -103,10 +103,13 @@ class Preprocessor:
         if self.normalizes:
             norms = torch.linalg.vector_norm(X, dim=1)
             Z = Z / _safe_norms(X)[:, None]
+        # after the first step Z is our own copy, so the later steps work in place (at a
+        # 65536 x 768 batch, each extra copy would be 200 MB)
         if self.mean is not None:
-            Z = Z - torch.as_tensor(self.mean, dtype=X.dtype, device=X.device)
+            mean = torch.as_tensor(self.mean, dtype=X.dtype, device=X.device)
+            Z = Z - mean if Z is X else Z.sub_(mean)
         if self.scale != 1.0:
-            Z = Z * self.scale
+            Z = Z * self.scale if Z is X else Z.mul_(self.scale)
         return Z, norms
 
     def invert(self, Z: torch.Tensor, norms: torch.Tensor | None = None) -> torch.Tensor:

@@ -26,9 +26,13 @@ from .coding import SparseCodes
 SWAP_MARGIN = 0.5
 
 
-def residual(X: torch.Tensor, D: torch.Tensor, codes: SparseCodes) -> torch.Tensor:
-    """``X - C D`` (n, d)."""
-    return X - codes.reconstruct(D)
+def residual(X: torch.Tensor, D: torch.Tensor, codes: SparseCodes, chunk: int = 8192) -> torch.Tensor:
+    """``X - C D`` (n, d), reconstructed ``chunk`` rows at a time (no second (n, d) temporary)."""
+    R = torch.empty_like(X)
+    for s in range(0, X.shape[0], chunk):
+        part = SparseCodes(codes.indices[s:s + chunk], codes.values[s:s + chunk], codes.n_atoms)
+        torch.sub(X[s:s + chunk], part.reconstruct(D), out=R[s:s + chunk])
+    return R
 
 
 class _BatchPattern:
@@ -65,13 +69,24 @@ class _BatchPattern:
             out = torch.sparse.sampled_addmm(self._csr(torch.zeros_like(self.rows, dtype=A.dtype)), A, R.T, beta=0.0)
         return out.values()
 
-    def scatter_rows(self, vals: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
-        """(n, d): ``out[rows[e]] += vals[e] · A[loc[e]]``."""
+    def scatter_add_(self, R: torch.Tensor, vals: torch.Tensor, A: torch.Tensor, chunk: int = 8192) -> None:
+        """In place: ``R[rows[e]] += vals[e] · A[loc[e]]`` for each non-zero.
+
+        Done ``chunk`` rows of ``R`` at a time: a single sparse product would need two (n, d)
+        temporaries (400 MB at a 65536 x 768 batch)."""
         n, m = self.shape[1], self.shape[0]
-        T = torch.sparse_csr_tensor(self.crow_t, self.col_t, vals[self.perm], (n, m), check_invariants=False)
+        v = vals[self.perm]
+        bounds = self.crow_t[::chunk].tolist() + [int(self.crow_t[-1])]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            return T @ A
+            for i, s in enumerate(range(0, n, chunk)):
+                a, b = bounds[i], bounds[i + 1]
+                if a == b:
+                    continue
+                e = min(n, s + chunk)
+                T = torch.sparse_csr_tensor(self.crow_t[s:e + 1] - a, self.col_t[a:b], v[a:b], (e - s, m),
+                                            check_invariants=False)
+                R[s:e] += T @ A
 
 
 def update_atoms(
@@ -144,8 +159,9 @@ def update_atoms(
         used = torch.zeros(m, dtype=torch.bool, device=D.device)
         used[loc] = True
         V = torch.where(used[:, None], V, D_old)
-        # R[w] += c D_old - u V, for all atoms of the batch at once.
-        R += pattern.scatter_rows(c, D_old) - pattern.scatter_rows(u, V)
+        # R[w] += c D_old - u V, for all atoms of the batch at once
+        pattern.scatter_add_(R, c, D_old)
+        pattern.scatter_add_(R, -u, V)
         D[atoms] = V
         values[rows, slots] = u
     return D, SparseCodes(codes.indices, values, codes.n_atoms), R

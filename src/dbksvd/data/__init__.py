@@ -1,5 +1,26 @@
-"""Data sources: the planted synthetic problem (more datasets and the embedding store later)."""
+"""Data: the built-in datasets, the on-disk embedding store, and the planted synthetic problem.
 
+Datasets yield items (id, image or text, caption, label); the store keeps their embeddings in
+memory-mappable shards (``docs/store.md``).
+"""
+
+from .datasets import (
+    DATASET_NAMES,
+    Dataset,
+    EmojiDataset,
+    FashionMNIST,
+    FolderDataset,
+    Item,
+    SkipItem,
+    TextsDataset,
+    get_dataset,
+)
+from .store import EmbeddingStore, StoreSpace, StoreWriter, is_store, open_rows
 from .synthetic import SparseProblem, make_sparse_problem
 
-__all__ = ["SparseProblem", "make_sparse_problem"]
+__all__ = [
+    "DATASET_NAMES", "Dataset", "EmojiDataset", "FashionMNIST", "FolderDataset", "Item", "SkipItem",
+    "TextsDataset", "get_dataset",
+    "EmbeddingStore", "StoreSpace", "StoreWriter", "is_store", "open_rows",
+    "SparseProblem", "make_sparse_problem",
+]
