@@ -88,3 +88,79 @@ def test_console_script_prints_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert "no such file" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def text_store(tmp_path_factory):
+    """A real MiniLM store of 120 emoji names, made through `dbksvd embed`."""
+    from dbksvd.data import EmojiDataset
+
+    tmp = tmp_path_factory.mktemp("texts")
+    names = [item.caption for item in EmojiDataset(limit=400).items()][::3][:120]
+    (tmp / "names.txt").write_text("\n".join(names) + "\n")
+    assert main(["embed", "--dataset", f"texts:{tmp / 'names.txt'}", "--out", str(tmp / "store"), "--quiet"]) == 0
+    return tmp
+
+
+def test_embed_fit_encode_evaluate_on_a_store(text_store, capsys, tmp_path):
+    tmp = text_store
+    store = str(tmp / "store")
+    assert main(["embed", "--dataset", f"texts:{tmp / 'names.txt'}", "--out", store, "--quiet"]) == 0
+    assert "120 rows" in capsys.readouterr().out  # the rerun reuses the finished store
+    assert main(["fit", store, "--atoms", "24", "--nnz", "4", "--iters", "10", "--out", str(tmp_path / "m"),
+                 "--quiet"]) == 0
+    model = load(tmp_path / "m")
+    assert model.components_.shape == (24, 384) and model.data_info_["encoder"] == "minilm"
+    assert main(["encode", str(tmp_path / "m"), store, "--out", str(tmp_path / "codes")]) == 0
+    codes = load_file(str(tmp_path / "codes.safetensors"))
+    assert codes["indices"].shape == (120, 4) and codes["row_norms"].shape == (120,)
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "m"), store, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["rows"] == 120 and 0.3 < result["explained_signal"] <= 1
+
+
+def _foreign_store(path, dim):
+    from dbksvd.data import StoreWriter
+
+    w = StoreWriter(path, dataset={"name": "other"}, spaces={"text": {"encoder": {"name": "other-encoder"}, "dim": dim}})
+    w.add_shard({"text": np.random.default_rng(0).standard_normal((10, dim))}, [{"id": str(i)} for i in range(10)],
+                next_item=10)
+    w.finish()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["embed", "--dataset", "imagenet", "--out", "{t}/out"], "dataset"),
+    (["embed", "--dataset", "emoji", "--encoder", "resnet", "--out", "{t}/out"], "encoder"),
+    (["embed", "--dataset", "folder:{t}/empty", "--out", "{t}/out"], "no usable images"),
+    (["embed", "--dataset", "texts:{t}/names.txt", "--encoder", "effnet-lite0", "--out", "{t}/out"], "cannot embed texts"),
+    (["embed", "--dataset", "texts:{t}/missing.txt", "--out", "{t}/out"], "does not exist"),
+    (["evaluate", "{t}/m", "{t}/dim32"], "has 32 features but the model was fitted with 384"),
+    (["evaluate", "{t}/m", "{t}/other384"], "fitted on minilm embeddings"),
+    (["fit", "{t}/newer", "--atoms", "4", "--nnz", "1", "--out", "{t}/out"], "newer dbksvd"),
+    (["fit", "{t}/store", "--space", "image", "--atoms", "4", "--nnz", "1", "--out", "{t}/out"], "no space 'image'"),
+])
+def test_store_errors_are_one_line_and_write_nothing(text_store, tmp_path, capsys, args, words):
+    import shutil
+
+    t = tmp_path
+    shutil.copytree(text_store / "store", t / "store")
+    shutil.copy(text_store / "names.txt", t / "names.txt")
+    (t / "empty").mkdir()
+    (t / "empty" / "readme.txt").write_text("no images here")
+    _foreign_store(t / "dim32", 32)
+    _foreign_store(t / "other384", 384)
+    shutil.copytree(t / "dim32", t / "newer")
+    manifest = json.loads((t / "newer" / "manifest.json").read_text())
+    manifest["format_version"] = 2
+    (t / "newer" / "manifest.json").write_text(json.dumps(manifest))
+    DBKSVD(8, 2, max_iter=2, device="cpu").fit(np.load(t / "store" / "text" / "shard-00000.npy")).save(t / "m")
+    load(t / "m")  # sanity
+    m = json.loads((t / "m" / "config.json").read_text())
+    m["data"] = {"encoder": "minilm"}
+    (t / "m" / "config.json").write_text(json.dumps(m))
+    before = set(t.rglob("*"))
+    assert main([a.format(t=t) for a in args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dbksvd: error:") and words in err and "\n" not in err, err
+    assert set(t.rglob("*")) == before

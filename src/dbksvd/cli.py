@@ -212,11 +212,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _check_same_encoder(model, X) -> None:
-    """Refuse a store embedded with another encoder than the model's training data."""
+    """Refuse rows of another dimension, or a store embedded with another encoder than the
+    model's training data."""
     from .errors import InputError
 
-    trained = getattr(model, "data_info_", None) or {}
     here = X.describe() if hasattr(X, "describe") else {}
+    model._check_features(X.shape[1], X if here else None)  # the dimension first: the plainer problem
+    trained = getattr(model, "data_info_", None) or {}
     if trained.get("encoder") and here.get("encoder") and trained["encoder"] != here["encoder"]:
         raise InputError(f"the model was fitted on {trained['encoder']} embeddings but {here['name']} holds "
                          f"{here['encoder']} embeddings")

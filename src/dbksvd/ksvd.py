@@ -285,7 +285,8 @@ class DBKSVD:
     def _prepare(self, block: Any) -> torch.Tensor:
         """A block of input rows as a preprocessed tensor in the fit's dtype and device."""
         X = as_matrix(block, dtype=self._dtype, device=self._device)
-        return self.preprocessor_.apply(X)[0]
+        # a converted block (e.g. a float16 store batch) is our own copy: preprocess it in place
+        return self.preprocessor_.apply(X, inplace=not _shares_memory(X, block))[0]
 
     def _start(self, cfg: dict[str, Any], d: int, dtype: torch.dtype, source: RowSource) -> None:
         self.n_features_in_ = d
@@ -584,3 +585,9 @@ def _flush_denormals():
     finally:
         torch.set_flush_denormal(False)
 
+
+def _shares_memory(X: torch.Tensor, block: Any) -> bool:
+    """Whether tensor ``X`` may view the memory of ``block`` (a numpy array or tensor)."""
+    if isinstance(block, torch.Tensor):
+        return X.untyped_storage().data_ptr() == block.untyped_storage().data_ptr()
+    return X.device.type == "cpu" and np.shares_memory(X.numpy(), block)

@@ -96,20 +96,22 @@ class Preprocessor:
             pre.scale = math.sqrt(d) / mean_norm if mean_norm > 0 else 1.0
         return pre
 
-    def apply(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(Z, norms)``: Z (n, d) in X's dtype and device; norms (n,) when normalising, else None."""
+    def apply(self, X: torch.Tensor, *, inplace: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(Z, norms)``: Z (n, d) in X's dtype and device; norms (n,) when normalising, else None.
+
+        ``inplace=True`` may overwrite ``X`` (for a caller's own temporary copy)."""
         norms = None
         Z = X
         if self.normalizes:
             norms = torch.linalg.vector_norm(X, dim=1)
-            Z = Z / _safe_norms(X)[:, None]
+            Z = X.div_(_safe_norms(X)[:, None]) if inplace else X / _safe_norms(X)[:, None]
         # after the first step Z is our own copy, so the later steps work in place (at a
         # 65536 x 768 batch, each extra copy would be 200 MB)
         if self.mean is not None:
             mean = torch.as_tensor(self.mean, dtype=X.dtype, device=X.device)
-            Z = Z - mean if Z is X else Z.sub_(mean)
+            Z = Z.sub_(mean) if inplace or Z is not X else Z - mean
         if self.scale != 1.0:
-            Z = Z * self.scale if Z is X else Z.mul_(self.scale)
+            Z = Z.mul_(self.scale) if inplace or Z is not X else Z * self.scale
         return Z, norms
 
     def invert(self, Z: torch.Tensor, norms: torch.Tensor | None = None) -> torch.Tensor:

@@ -18,6 +18,7 @@ Pillow, fontTools and pyarrow are imported only when a dataset needs them.
 
 from __future__ import annotations
 
+import abc
 import codecs
 import csv
 import gzip
@@ -86,7 +87,7 @@ class Item:
 # base class and small helpers
 
 
-class Dataset:
+class Dataset(abc.ABC):
     """Base class: a fixed, ordered list of items and a loader for one item's payload.
 
     Subclasses set ``name``, ``modality`` and ``label_names`` and implement ``__len__``,
@@ -100,11 +101,13 @@ class Dataset:
     def __init__(self) -> None:
         self.skipped: dict[str, int] = {}
 
+    @abc.abstractmethod
     def __len__(self) -> int:
-        raise NotImplementedError
+        """Number of items."""
 
+    @abc.abstractmethod
     def _item(self, index: int) -> Item:
-        raise NotImplementedError
+        """The i-th item (cheap: no payload is read)."""
 
     def items(self, start: int = 0) -> Iterator[Item]:
         """The items in their fixed order, skipping the first ``start`` (payloads untouched)."""
@@ -112,13 +115,13 @@ class Dataset:
             raise ParameterError(f"start must be a non-negative integer, got {start!r}")
         return (self._item(i) for i in range(int(start), len(self)))
 
+    @abc.abstractmethod
     def load(self, item: Item) -> Any:
         """The payload of ``item``; raises :class:`SkipItem` when this one item is unusable."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def spec(self) -> dict:
         """JSON-able, deterministic description: name, path, count, version, parameters."""
-        raise NotImplementedError
 
     def _fingerprint(self) -> str:
         """16 hex digits of SHA-256 over every item's id, caption and label, in order."""

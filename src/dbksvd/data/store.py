@@ -204,27 +204,27 @@ class StoreSpace:
             yield np.concatenate(buf) if len(buf) > 1 else buf[0]
 
     def iter_batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-        """One shuffled pass: shards in random order, rows shuffled within a pool of at least
-        ``batch_size`` rows (two shards or more where the store has them); every row once."""
-        pool: list[np.ndarray] = []
+        """One shuffled pass: shards in random order, each batch drawn at random from a pool
+        of the rows read so far (at least ``batch_size`` of them); every row exactly once.
+
+        Memory: one pool of ``batch_size + shard_rows`` rows, filled in place, plus the batch.
+        """
+        d, shard_rows = self.shape[1], self.store.shard_rows
+        pool = np.empty((batch_size + shard_rows, d), dtype=self.dtype)
         have = 0
-        target = max(batch_size, 2 * self.store.shard_rows)
         for i in rng.permutation(self._n_shards()):
-            part = self._read(int(i))
-            pool.append(part)
-            have += part.shape[0]
-            if have >= target:
-                rows = np.concatenate(pool)
-                rows = rows[rng.permutation(rows.shape[0])]
-                full = (rows.shape[0] // batch_size) * batch_size
-                for s in range(0, full, batch_size):
-                    yield rows[s:s + batch_size]
-                pool, have = ([rows[full:]], rows.shape[0] - full) if full < rows.shape[0] else ([], 0)
+            mm = self.store._open_shard(self.name, int(i))
+            pool[have:have + mm.shape[0]] = mm
+            have += mm.shape[0]
+            del mm
+            while have >= batch_size:
+                order = rng.permutation(have)
+                yield pool[np.sort(order[:batch_size])]
+                rest = np.sort(order[batch_size:])
+                pool[:rest.size] = pool[rest]  # (the gather copies first)
+                have = rest.size
         if have:
-            rows = np.concatenate(pool)
-            rows = rows[rng.permutation(rows.shape[0])]
-            for s in range(0, rows.shape[0], batch_size):
-                yield rows[s:s + batch_size]
+            yield pool[rng.permutation(have)]
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """(len(rows), d) rows with the given sorted global indices."""

@@ -15,6 +15,7 @@ residual-stream states: no final layernorm (for ViT ``hidden_states[-1]`` differ
 
 from __future__ import annotations
 
+import abc
 import os
 from typing import Any
 
@@ -79,8 +80,9 @@ class _HFEncoder(Encoder):
             self._config = config
         return self._config
 
+    @abc.abstractmethod
     def _check_config(self, config) -> None:
-        raise NotImplementedError
+        """Raise ModelFormatError when ``config`` is not a model of this family."""
 
     def _vision_config(self, config):
         return config
