@@ -164,3 +164,28 @@ def test_store_errors_are_one_line_and_write_nothing(text_store, tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert err.startswith("dbksvd: error:") and words in err and "\n" not in err, err
     assert set(t.rglob("*")) == before
+
+
+def test_interrupted_embed_resumes_with_the_same_command(text_store, tmp_path, monkeypatch, capsys):
+    from dbksvd.data import EmbeddingStore, TextsDataset
+
+    args = ["embed", "--dataset", f"texts:{text_store / 'names.txt'}", "--out", str(tmp_path / "s"),
+            "--shard-rows", "32", "--batch-size", "8", "--quiet"]
+    real, calls = TextsDataset.load, []
+
+    def load(self, item):
+        calls.append(1)
+        if len(calls) == 75:
+            raise KeyboardInterrupt
+        return real(self, item)
+
+    monkeypatch.setattr(TextsDataset, "load", load)
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "64 rows are safely in" in err and "rerun the same command to resume" in err
+    monkeypatch.setattr(TextsDataset, "load", real)
+    assert main(args) == 0
+    resumed, reference = EmbeddingStore(tmp_path / "s"), EmbeddingStore(text_store / "store")
+    assert [r["id"] for r in resumed.metadata()] == [r["id"] for r in reference.metadata()]
+    np.testing.assert_allclose(resumed.space().to_numpy().astype(np.float32),
+                               reference.space().to_numpy().astype(np.float32), atol=2e-3)
