@@ -296,6 +296,10 @@ class StoreWriter:
                        for name, info in spaces.items()},
             "shard_rows": shard_rows,
             "label_names": label_names,
+            # what was done to the stored vectors: nothing beyond the encoders' own output
+            # (their input preprocessing is in each space's encoder spec); every model keeps
+            # its own preprocessing (centring, normalising, scaling) in its config
+            "preprocessing": {"kind": "none"},
             "metadata_fields": list(METADATA_FIELDS),
             "shards": [],
             "count": 0,
