@@ -14,8 +14,6 @@ every prefix of the dictionary is a usable dictionary of its own.
 from __future__ import annotations
 
 import contextlib
-import inspect
-import json
 import math
 import time
 from pathlib import Path
@@ -24,11 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import metrics
 from .coding import ALGORITHMS, SparseCodes, gram, sparse_encode
-from .errors import InputError, ModelFormatError, NotFittedError, ParameterError
-from .io import atomic_path, read_format_json, save_tensors
+from .errors import ModelFormatError
+from .modelio import read_model, write_model
 from .preprocessing import DEFAULT as DEFAULT_PREPROCESSING
+from .estimator import DictionaryModel, jsonable
 from .preprocessing import Preprocessor, parse_steps
 from .sources import RowSource, as_source
 from .update import atom_usage, near_duplicates, replace_atoms, split_atoms, update_atoms, weakest_atom_swap
@@ -43,9 +41,6 @@ from .validation import (
     resolve_device,
 )
 
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "dictionary.safetensors"
 COHERENCE_THRESHOLD = 0.99
 #: Atoms used by fewer rows of a batch than this are replaced (the K-SVD toolbox uses 4).
 MIN_USAGE = 4
@@ -59,7 +54,7 @@ CHUNK_ROWS = 16384
 SAMPLE_ROWS = 16384
 
 
-class DBKSVD:
+class DBKSVD(DictionaryModel):
     """Double-Batch K-SVD.
 
     Parameters
@@ -137,32 +132,6 @@ class DBKSVD:
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
-
-    # -- scikit-learn parameter protocol ---------------------------------------------------
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> "DBKSVD":
-        valid = set(self._param_names())
-        for name, value in params.items():
-            if name not in valid:
-                raise ParameterError(f"DBKSVD has no parameter {name!r}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
-        shown = [f"{self.n_atoms}", f"{self.n_nonzero}"] + [
-            f"{k}={v!r}" for k, v in self.get_params().items()
-            if k not in ("n_atoms", "n_nonzero") and defaults.get(k) != v
-        ]
-        return f"DBKSVD({', '.join(shown)})"
 
     def _validated(self, n_features: int) -> dict[str, Any]:
         """All hyperparameters checked against the data dimension, in one place."""
@@ -282,12 +251,6 @@ class DBKSVD:
             return None
         return self.preprocessor_.apply(sample)[0].numpy()
 
-    def _prepare(self, block: Any) -> torch.Tensor:
-        """A block of input rows as a preprocessed tensor in the fit's dtype and device."""
-        X = as_matrix(block, dtype=self._dtype, device=self._device)
-        # a converted block (e.g. a float16 store batch) is our own copy: preprocess it in place
-        return self.preprocessor_.apply(X, inplace=not _shares_memory(X, block))[0]
-
     def _start(self, cfg: dict[str, Any], d: int, dtype: torch.dtype, source: RowSource) -> None:
         self.n_features_in_ = d
         self.data_info_ = source.describe()
@@ -390,26 +353,6 @@ class DBKSVD:
 
     # -- using a fitted model --------------------------------------------------------------
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "components_"):
-            raise NotFittedError("this DBKSVD model is not fitted yet; call fit first")
-
-    def _preprocessor(self) -> Preprocessor:
-        """The fitted preprocessing; for a model whose ``components_`` were set by hand, the
-        ``preprocessing`` parameter when it needs no statistics (``none``, ``normalize``)."""
-        pre = getattr(self, "preprocessor_", None)
-        if pre is not None:
-            return pre
-        steps = parse_steps(self.preprocessing)
-        if set(steps) - {"normalize"}:
-            raise NotFittedError(f"preprocessing {self.preprocessing!r} has no fitted statistics; call fit")
-        return Preprocessor(steps)
-
-    def _check_features(self, d: int, source: Any = None) -> None:
-        if d != self.n_features_in_:
-            what = "X" if source is None else source.describe().get("name", "X")
-            raise InputError(f"{what} has {d} features but the model was fitted with {self.n_features_in_}")
-
     def transform(self, X: Any, *, batch_size: int | None = None) -> SparseCodes:
         """Sparse codes (on the CPU) of ``X`` (n, d) against ``components_``, after the model's
         preprocessing (the codes carry ``row_norms`` when it normalises rows).
@@ -449,97 +392,30 @@ class DBKSVD:
         return sparse_encode(X, D, k, algorithm=cfg["coder"], tol=cfg["coder_tol"],
                              refit=cfg["coder"] == "mp", device=D.device, gram_matrix=gram_matrix)
 
-    def inverse_transform(self, codes: SparseCodes | Any) -> np.ndarray:
-        """Reconstructions (n, d) in the input space: ``C D`` mapped back through the
-        preprocessing. ``codes``: :class:`SparseCodes` from :meth:`transform`, or dense (n, K)
-        codes when the model does not normalise rows."""
-        self._check_fitted()
-        D = torch.as_tensor(self.components_)
-        if not isinstance(codes, SparseCodes):
-            C = as_matrix(codes, "codes", dtype=D.dtype, device="cpu")
-            if C.shape[1] != D.shape[0]:
-                raise InputError(f"codes have {C.shape[1]} columns but the model has {D.shape[0]} atoms")
-            return self._preprocessor().invert(C @ D).numpy()
-        if codes.n_atoms != D.shape[0]:
-            raise InputError(f"codes refer to {codes.n_atoms} atoms but the model has {D.shape[0]}")
-        codes = codes.to("cpu")
-        return self._preprocessor().invert(codes.reconstruct(D), codes.row_norms).numpy()
-
-    def score(self, X: Any, y: Any = None) -> float:
-        """Explained signal ``1 - mean ‖x - x̂‖ / ‖x‖`` of ``X`` (higher is better), on the
-        input vectors (reconstructions mapped back through the preprocessing)."""
-        total, n = 0.0, 0
-        for rows, codes in self._transform_chunks(X):
-            total += metrics.explained_signal(rows.double(), self.inverse_transform(codes)) * rows.shape[0]
-            n += rows.shape[0]
-        return total / n
-
-    # -- persistence -----------------------------------------------------------------------
-
     def save(self, path: str | Path) -> Path:
-        """Write ``path/config.json`` and ``path/dictionary.safetensors`` (atomically)."""
+        """Write the model folder (:mod:`dbksvd.modelio`) atomically."""
         self._check_fitted()
-        path = Path(path)
-        config = {
-            "format": "dbksvd-model",
-            "format_version": FORMAT_VERSION,
-            "architecture": "dbksvd",
-            "params": _jsonable(self.get_params()),
-            "n_features": int(self.n_features_in_),
-            "n_atoms": int(self.components_.shape[0]),
-            "dtype": str(self.components_.dtype),
-            "preprocessing": self._preprocessor().to_config(),
-            "data": getattr(self, "data_info_", None),
-            "state": {"n_iter": int(self.n_iter_), "n_steps": int(self.n_steps_), "history": self.history_},
-        }
-        with atomic_path(path, directory=True) as tmp:
-            save_tensors(tmp / WEIGHTS_FILE, {"components": self.components_, **self._preprocessor().tensors()})
-            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        return path
+        return write_model(path, architecture="dbksvd", params=jsonable(self.get_params()),
+                           components=self.components_, preprocessor=self._preprocessor(),
+                           data=getattr(self, "data_info_", None),
+                           state={"n_iter": int(self.n_iter_), "n_steps": int(self.n_steps_), "history": self.history_})
 
 
 def load(path: str | Path) -> DBKSVD:
-    """Load a model folder written by :meth:`DBKSVD.save`, checking what it holds."""
-    path = Path(path)
-    cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
-    if not path.is_dir():
-        raise ModelFormatError(f"{path}: no such model folder")
-    for p in (cfg_path, w_path):
-        if not p.is_file():
-            raise ModelFormatError(f"{path}: not a model folder ({p.name} is missing)")
-    config = read_format_json(cfg_path, "dbksvd-model", FORMAT_VERSION, "model config", ModelFormatError)
-    if config.get("architecture") != "dbksvd":
-        raise ModelFormatError(f"{path}: architecture {config.get('architecture')!r} is not a DB-KSVD model")
-    from .io import load_array
-
-    try:
-        components = np.array(load_array(w_path, "components"))
-        extra = {"preprocessing.mean": np.array(load_array(w_path, "preprocessing.mean"))} \
-            if (config.get("preprocessing") or {}).get("has_mean") else {}
-    except Exception as exc:
-        raise ModelFormatError(f"{w_path}: {exc}") from None
-    try:
-        params = dict(config["params"])
-        K, d, dtype = int(config["n_atoms"]), int(config["n_features"]), str(config["dtype"])
-        state = config["state"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFormatError(f"{cfg_path}: missing or bad field ({_short_exc(exc)})") from None
-    if components.shape != (K, d):
-        raise ModelFormatError(f"{w_path}: dictionary has shape {components.shape} but config says ({K}, {d})")
-    if str(components.dtype) != dtype:
-        raise ModelFormatError(f"{w_path}: dictionary dtype {components.dtype} but config says {dtype}")
+    """Load a DB-KSVD model folder written by :meth:`DBKSVD.save`, checking what it holds
+    (:func:`dbksvd.models.load_model` loads any architecture)."""
+    config, tensors, pre = read_model(path, ("dbksvd",))
+    params = dict(config["params"])
     if params.get("groups") is not None:
         params["groups"] = [tuple(g) if isinstance(g, list) else g for g in params["groups"]]
     try:
         model = DBKSVD(**params)
     except TypeError as exc:
-        raise ModelFormatError(f"{cfg_path}: unknown parameters ({_short_exc(exc)})") from None
-    try:
-        model.preprocessor_ = Preprocessor.from_config(config.get("preprocessing") or {"kind": "none"}, extra, d)
-    except ModelFormatError as exc:
-        raise ModelFormatError(f"{cfg_path}: {exc}") from None
-    model.components_ = components
-    model.n_features_in_ = d
+        raise ModelFormatError(f"{Path(path) / 'config.json'}: unknown parameters ({_short_exc(exc)})") from None
+    state = config["state"]
+    model.preprocessor_ = pre
+    model.components_ = np.array(tensors["components"])
+    model.n_features_in_ = int(config["n_features"])
     model.data_info_ = config.get("data")
     model.n_iter_ = int(state.get("n_iter", 0))
     model.n_steps_ = int(state.get("n_steps", 0))
@@ -549,17 +425,6 @@ def load(path: str | Path) -> DBKSVD:
 
 def _short_exc(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:160]
-
-
-def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in params.items():
-        if isinstance(v, torch.device):
-            v = str(v)
-        if k == "groups" and v is not None:
-            v = [list(g) if isinstance(g, tuple) else g for g in v]
-        out[k] = v
-    return out
 
 
 def _group_bounds(groups: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
@@ -584,10 +449,3 @@ def _flush_denormals():
         yield
     finally:
         torch.set_flush_denormal(False)
-
-
-def _shares_memory(X: torch.Tensor, block: Any) -> bool:
-    """Whether tensor ``X`` may view the memory of ``block`` (a numpy array or tensor)."""
-    if isinstance(block, torch.Tensor):
-        return X.untyped_storage().data_ptr() == block.untyped_storage().data_ptr()
-    return X.device.type == "cpu" and np.shares_memory(X.numpy(), block)

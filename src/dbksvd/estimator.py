@@ -1,0 +1,136 @@
+"""What every dictionary model shares (DB-KSVD and the SAEs): scikit-learn's parameter
+protocol, fitted-state checks, the stored preprocessing, and mapping codes back to the input
+space for ``inverse_transform`` and ``score``.
+
+A subclass provides ``fit``, ``_transform_chunks(X, batch_size)`` (yielding the raw rows and
+their codes chunk by chunk) and, when its reconstructions carry an offset (an SAE's decoder
+bias), ``_decoder_bias()``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import metrics
+from .coding import SparseCodes
+from .errors import InputError, NotFittedError, ParameterError
+from .preprocessing import Preprocessor, parse_steps
+from .validation import as_matrix
+
+
+class DictionaryModel:
+    """Base class; fitted models have ``components_`` (K, d) and ``preprocessor_``."""
+
+    # -- scikit-learn parameter protocol ---------------------------------------------------
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> "DictionaryModel":
+        valid = set(self._param_names())
+        for name, value in params.items():
+            if name not in valid:
+                raise ParameterError(f"{type(self).__name__} has no parameter {name!r}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        shown = [f"{self.n_atoms}", f"{self.n_nonzero}"] + [
+            f"{k}={v!r}" for k, v in self.get_params().items()
+            if k not in ("n_atoms", "n_nonzero") and defaults.get(k) != v
+        ]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "components_"):
+            raise NotFittedError(f"this {type(self).__name__} model is not fitted yet; call fit first")
+
+    def _preprocessor(self) -> Preprocessor:
+        """The fitted preprocessing; for a model whose ``components_`` were set by hand, the
+        ``preprocessing`` parameter when it needs no statistics (``none``, ``normalize``)."""
+        pre = getattr(self, "preprocessor_", None)
+        if pre is not None:
+            return pre
+        steps = parse_steps(self.preprocessing)
+        if set(steps) - {"normalize"}:
+            raise NotFittedError(f"preprocessing {self.preprocessing!r} has no fitted statistics; call fit")
+        return Preprocessor(steps)
+
+    def _check_features(self, d: int, source: Any = None) -> None:
+        if d != self.n_features_in_:
+            what = "X" if source is None else source.describe().get("name", "X")
+            raise InputError(f"{what} has {d} features but the model was fitted with {self.n_features_in_}")
+
+    def _prepare(self, block: Any) -> torch.Tensor:
+        """A block of input rows as a preprocessed tensor in the fit's dtype and device."""
+        X = as_matrix(block, dtype=self._dtype, device=self._device)
+        # a converted block (e.g. a float16 store batch) is our own copy: preprocess it in place
+        return self.preprocessor_.apply(X, inplace=not _shares_memory(X, block))[0]
+
+    def _decoder_bias(self) -> torch.Tensor | None:
+        """(d,) offset added to ``C D`` in the preprocessed space (None for DB-KSVD)."""
+        return None
+
+    def transform(self, X: Any, *, batch_size: int | None = None) -> SparseCodes:
+        """Sparse codes (on the CPU) of ``X`` (n, d), after the model's preprocessing; the
+        codes carry ``row_norms`` when it normalises rows. ``X`` is read chunk by chunk, so a
+        memory-mapped array or a store is never loaded whole."""
+        return SparseCodes.vstack([codes for _, codes in self._transform_chunks(X, batch_size)])
+
+    def inverse_transform(self, codes: SparseCodes | Any) -> np.ndarray:
+        """Reconstructions (n, d) in the input space: ``C D`` mapped back through the
+        preprocessing. ``codes``: :class:`SparseCodes` from :meth:`transform`, or dense (n, K)
+        codes when the model does not normalise rows."""
+        self._check_fitted()
+        D = torch.as_tensor(self.components_)
+        if not isinstance(codes, SparseCodes):
+            C = as_matrix(codes, "codes", dtype=D.dtype, device="cpu")
+            if C.shape[1] != D.shape[0]:
+                raise InputError(f"codes have {C.shape[1]} columns but the model has {D.shape[0]} atoms")
+            return self._preprocessor().invert(self._with_bias(C @ D)).numpy()
+        if codes.n_atoms != D.shape[0]:
+            raise InputError(f"codes refer to {codes.n_atoms} atoms but the model has {D.shape[0]}")
+        codes = codes.to("cpu")
+        return self._preprocessor().invert(self._with_bias(codes.reconstruct(D)), codes.row_norms).numpy()
+
+    def _with_bias(self, Z: torch.Tensor) -> torch.Tensor:
+        bias = self._decoder_bias()
+        return Z if bias is None else Z + bias.to(dtype=Z.dtype, device=Z.device)
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Explained signal ``1 - mean ‖x - x̂‖ / ‖x‖`` of ``X`` (higher is better), on the
+        input vectors (reconstructions mapped back through the preprocessing)."""
+        total, n = 0.0, 0
+        for rows, codes in self._transform_chunks(X):
+            total += metrics.explained_signal(rows.double(), self.inverse_transform(codes)) * rows.shape[0]
+            n += rows.shape[0]
+        return total / n
+
+
+def jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    """Hyperparameters as JSON values (devices as strings, Matryoshka groups as lists)."""
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, torch.device):
+            v = str(v)
+        if k == "groups" and v is not None:
+            v = [list(g) if isinstance(g, tuple) else g for g in v]
+        out[k] = v
+    return out
+
+
+def _shares_memory(X: torch.Tensor, block: Any) -> bool:
+    """Whether tensor ``X`` may view the memory of ``block`` (a numpy array or tensor)."""
+    if isinstance(block, torch.Tensor):
+        return X.untyped_storage().data_ptr() == block.untyped_storage().data_ptr()
+    return X.device.type == "cpu" and np.shares_memory(X.numpy(), block)
