@@ -33,3 +33,21 @@ def interrupt_at(monkeypatch):
         monkeypatch.setattr(DBKSVD, "_iterate", iterate)
 
     return arm
+
+
+@pytest.fixture(scope="session")
+def effnet():
+    from dbksvd.encoders import get_encoder
+
+    return get_encoder("effnet-lite0")
+
+
+@pytest.fixture(scope="session")
+def fashion_store(tmp_path_factory, effnet):
+    """300 real Fashion-MNIST test images through effnet-lite0, in a store (3 shards)."""
+    from dbksvd.data import FashionMNIST
+    from dbksvd.embedding import embed_dataset
+
+    path = tmp_path_factory.mktemp("fashion") / "store"
+    return embed_dataset(FashionMNIST(split="test", limit=300), path, effnet, captions=False, shard_rows=128,
+                         show_progress=False)

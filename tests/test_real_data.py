@@ -1,24 +1,10 @@
 """The whole path on real offline data: datasets -> real encoders -> store -> DB-KSVD."""
 
 import numpy as np
-import pytest
 
 from dbksvd import DBKSVD, metrics
 from dbksvd.data import EmbeddingStore, EmojiDataset, FashionMNIST
 from dbksvd.embedding import embed_dataset
-from dbksvd.encoders import get_encoder
-
-
-@pytest.fixture(scope="module")
-def effnet():
-    return get_encoder("effnet-lite0")
-
-
-@pytest.fixture(scope="module")
-def fashion_store(tmp_path_factory, effnet):
-    path = tmp_path_factory.mktemp("fashion") / "store"
-    return embed_dataset(FashionMNIST(split="test", limit=300), path, effnet, captions=False, shard_rows=128,
-                         show_progress=False)
 
 
 def mean_cosines(X, labels):

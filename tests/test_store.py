@@ -99,11 +99,6 @@ def test_writer_refuses_other_settings_and_foreign_folders(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def effnet():
-    return get_encoder("effnet-lite0")
-
-
-@pytest.fixture(scope="module")
 def minilm():
     return get_encoder("minilm")
 

@@ -175,9 +175,9 @@ def _parse_groups(text: str) -> list[int]:
 
 def _encode(args: argparse.Namespace) -> int:
     from .io import save_tensors
-    from .ksvd import load
+    from .models import load_model
 
-    model = load(args.model)
+    model = load_model(args.model)
     if args.device is not None:
         model.set_params(device=args.device)
     X = _load_input(args.input, args.key, args.space)
@@ -196,9 +196,9 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .ksvd import load
+    from .models import load_model
 
-    model = load(args.model)
+    model = load_model(args.model)
     if args.device is not None:
         model.set_params(device=args.device)
     X = _load_input(args.input, args.key, args.space)

@@ -8,13 +8,14 @@ to it unchanged. Architectures (``act``):
   the ``aux_k`` largest pre-activations of *dead* latents (no activation during the last
   ``dead_rows`` training rows) reconstruct the detached residual, weight ``aux_coef``.
 - ``batchtopk`` (Bussmann et al. 2024): the n·k largest pre-activations of the batch, so rows
-  share a budget; at inference a threshold θ (running mean of the smallest kept value) makes
-  the activation per-row; AuxK as for ``topk``.
+  share a budget; at inference a threshold θ makes the activation per-row (calibrated after
+  each epoch so that the mean L0 on the validation rows is k); AuxK as for ``topk``.
 - ``relu``: ReLU with an L1 penalty weighted by decoder norms (all 1 here); the penalty's
-  weight λ follows a controller that steers the batch L0 to k, so no λ needs tuning.
+  weight λ follows a controller that steers the batch L0 to k, so no λ needs tuning; epochs
+  whose validation L0 exceeds 1.1·k do not count for early stopping.
 - ``featurechoice`` (Ayonrinde 2024): each latent picks its m = n·k/K largest
   pre-activations in the batch; ``mutualchoice``: the n·k largest entries of the whole batch
-  matrix. Both infer with the threshold θ and use ``aux_zipf``.
+  matrix. Both infer with the calibrated threshold θ and use ``aux_zipf``.
 - ``aux_zipf`` (our reading of Ayonrinde 2024, which generalises AuxK from dead to
   under-used latents): with latents ranked by their running firing density, the expected
   density of rank r is Zipf, ``k · r^-1 / Σ_s s^-1``; latents below half of it count as
@@ -31,11 +32,20 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from ..errors import ParameterError
+from ..coding import SparseCodes, sparse_encode
+from ..errors import InputError, ModelFormatError, ParameterError
+from ..estimator import DictionaryModel, jsonable
+from ..modelio import read_model, write_model
+from ..preprocessing import DEFAULT as DEFAULT_PREPROCESSING
+from ..preprocessing import Preprocessor, parse_steps
+from ..sources import ArraySource, as_source
+from ..validation import as_matrix, check_choice, check_n_nonzero, check_positive_int, check_tol, resolve_device
 
 ARCHITECTURES = ("topk", "batchtopk", "relu", "featurechoice", "mutualchoice")
 THRESHOLD_ARCHITECTURES = ("batchtopk", "featurechoice", "mutualchoice")
@@ -50,22 +60,17 @@ def topk_activation(pre: torch.Tensor, k: int) -> torch.Tensor:
     return torch.zeros_like(pre).scatter_(1, idx, vals.clamp_min(0))
 
 
-def batch_topk_activation(pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The n·k largest positive entries of the batch; also the smallest kept value (for θ)."""
+def batch_topk_activation(pre: torch.Tensor, k: int) -> torch.Tensor:
+    """The n·k largest positive entries of the batch (rows share the budget)."""
     flat = pre.clamp_min(0).flatten()
     vals, idx = flat.topk(min(flat.numel(), pre.shape[0] * k))
-    z = torch.zeros_like(flat).scatter_(0, idx, vals).view_as(pre)
-    kept = vals[vals > 0]
-    return z, kept.min() if kept.numel() else pre.new_zeros(())
+    return torch.zeros_like(flat).scatter_(0, idx, vals).view_as(pre)
 
 
-def feature_choice_activation(pre: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+def feature_choice_activation(pre: torch.Tensor, m: int) -> torch.Tensor:
     """Each latent (column) keeps its m largest positive entries of the batch."""
-    m = min(m, pre.shape[0])
-    vals, idx = pre.clamp_min(0).topk(m, dim=0)
-    z = torch.zeros_like(pre).scatter_(0, idx, vals)
-    kept = vals[vals > 0]
-    return z, kept.min() if kept.numel() else pre.new_zeros(())
+    vals, idx = pre.clamp_min(0).topk(min(m, pre.shape[0]), dim=0)
+    return torch.zeros_like(pre).scatter_(0, idx, vals)
 
 
 def threshold_activation(pre: torch.Tensor, theta: float) -> torch.Tensor:
@@ -93,21 +98,21 @@ class SparseAutoencoder(torch.nn.Module):
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.b_dec) @ self.W_enc + self.b_enc
 
-    def activate(self, pre: torch.Tensor, training: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Codes (n, K) and, for batch-level rules in training, the smallest kept value."""
+    def activate(self, pre: torch.Tensor, training: bool) -> torch.Tensor:
+        """Codes (n, K); batch-level rules use the calibrated threshold θ at inference."""
         a = self.architecture
         if a == "topk":
-            return topk_activation(pre, self.k), None
+            return topk_activation(pre, self.k)
         if a == "relu":
-            return torch.relu(pre), None
+            return torch.relu(pre)
         if not training:
-            return threshold_activation(pre, float(self.theta)), None
+            return threshold_activation(pre, float(self.theta))
         if a == "featurechoice":
             return feature_choice_activation(pre, max(1, round(pre.shape[0] * self.k / pre.shape[1])))
         return batch_topk_activation(pre, self.k)  # batchtopk, mutualchoice
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.activate(self.pre_activations(x), training=False)[0]
+        return self.activate(self.pre_activations(x), training=False)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return z @ self.W_dec + self.b_dec
@@ -129,7 +134,6 @@ class SAETrainConfig:
     aux_coef: float = 1 / 32
     dead_rows: int | None = None  # None: one epoch of rows, at most 10M
     l1_rate: float = 0.05  # ReLU controller: λ ← λ · exp(l1_rate · (L0 - k) / k) per step
-    theta_momentum: float = 0.99
 
 
 def geometric_median(X: torch.Tensor, iters: int = 50, eps: float = 1e-8) -> torch.Tensor:
@@ -218,7 +222,7 @@ def train_sae(model: SparseAutoencoder, batches, n_train: int, X_val: torch.Tens
         model.train()
         for x in batches(epoch):
             pre = model.pre_activations(x)
-            z, smallest = model.activate(pre, training=True)
+            z = model.activate(pre, training=True)
             x_hat = model.decode(z)
             loss = _nmse(x, x_hat)
             fired = (z > 0).any(dim=0)
@@ -243,20 +247,24 @@ def train_sae(model: SparseAutoencoder, batches, n_train: int, X_val: torch.Tens
             step += 1
             with torch.no_grad():
                 model.W_dec /= torch.linalg.vector_norm(model.W_dec, dim=1, keepdim=True).clamp_min(1e-12)
-                if smallest is not None:
-                    model.theta.mul_(cfg.theta_momentum).add_((1 - cfg.theta_momentum) * smallest)
                 if model.architecture == "relu":
                     l0 = float((z > 0).sum(dim=1).float().mean())
                     model.l1_coef.mul_(math.exp(cfg.l1_rate * (l0 - k) / k))
-            total_loss += float(loss) * x.shape[0]
+            total_loss += float(loss.detach()) * x.shape[0]
             rows += x.shape[0]
             if progress is not None:
                 progress.update(1)
-        val = evaluate_nmse(model, X_val)
-        history.append({"epoch": epoch, "train_loss": total_loss / max(rows, 1), "val_nmse": val,
+        if model.architecture in THRESHOLD_ARCHITECTURES:
+            calibrate_threshold(model, X_val)
+        val, val_l0 = evaluate_nmse(model, X_val)
+        history.append({"epoch": epoch, "train_loss": total_loss / max(rows, 1), "val_nmse": val, "val_l0": val_l0,
                         "seconds": time.perf_counter() - t0, "dead": int((since_fired >= dead_rows).sum())})
         if progress is not None:
-            progress.set_postfix(epoch=epoch + 1, val_nmse=f"{val:.4f}")
+            progress.set_postfix(epoch=epoch + 1, val_nmse=f"{val:.4f}", l0=f"{val_l0:.1f}")
+        # the ReLU SAE's λ is still moving while its L0 is off target: such epochs don't count
+        eligible = model.architecture != "relu" or val_l0 <= 1.1 * k
+        if not eligible:
+            continue
         if val < best - 1e-5:
             best, bad_epochs = val, 0
             best_state = {n: t.detach().clone() for n, t in model.state_dict().items()}
@@ -272,17 +280,209 @@ def train_sae(model: SparseAutoencoder, batches, n_train: int, X_val: torch.Tens
 
 
 @torch.no_grad()
-def evaluate_nmse(model: SparseAutoencoder, X: torch.Tensor, chunk: int = 8192) -> float:
-    """Validation normalised MSE with the inference activation."""
+def evaluate_nmse(model: SparseAutoencoder, X: torch.Tensor, chunk: int = 8192) -> tuple[float, float]:
+    """Validation normalised MSE and mean L0 with the inference activation."""
     model.eval()
-    total = 0.0
+    total, l0 = 0.0, 0.0
     for s in range(0, X.shape[0], chunk):
         x = X[s:s + chunk]
-        total += float(_nmse(x, model.decode(model.encode(x)))) * x.shape[0]
-    return total / X.shape[0]
+        z = model.encode(x)
+        total += float(_nmse(x, model.decode(z))) * x.shape[0]
+        l0 += float((z > 0).sum())
+    return total / X.shape[0], l0 / X.shape[0]
+
+
+@torch.no_grad()
+def calibrate_threshold(model: SparseAutoencoder, X: torch.Tensor) -> None:
+    """Set θ so that the inference activation's mean L0 on ``X`` is exactly k: the (n·k)-th
+    largest pre-activation (a running mean of batch minima lags and overshoots L0)."""
+    pre = model.pre_activations(X).flatten()
+    n_keep = min(pre.numel(), X.shape[0] * model.k)
+    model.theta.fill_(float(pre.topk(n_keep).values[-1].clamp_min(0)))
 
 
 def check_architecture(name: str) -> str:
     if name not in ARCHITECTURES:
         raise ParameterError(f"unknown SAE architecture {name!r}; choose from {', '.join(ARCHITECTURES)}")
     return name
+
+
+# -- the estimator ---------------------------------------------------------------------------
+
+
+class SAE(DictionaryModel):
+    """A sparse autoencoder with DBKSVD's interface: fit on arrays or a store space, codes as
+    :class:`~dbksvd.SparseCodes`, the same preprocessing, metrics and model folder.
+
+    Parameters
+    ----------
+    architecture : one of ``topk``, ``batchtopk``, ``relu``, ``featurechoice``, ``mutualchoice``.
+    n_atoms, n_nonzero : K latents (decoder rows) and the target L0 k.
+    preprocessing : as for :class:`~dbksvd.DBKSVD` (default ``normalize+center+scale``).
+    lr, batch_size, max_epochs, patience, aux_k, aux_coef : see :class:`SAETrainConfig`.
+    validation_fraction : share of the training rows held out for early stopping when ``fit``
+        gets no ``X_val`` (at most 16,384 rows).
+    random_state, device, verbose : as for DBKSVD.
+
+    Attributes: ``components_`` (K, d) the unit-norm decoder rows, ``module_`` the torch
+    :class:`SparseAutoencoder`, ``history_`` (per epoch: train loss, validation NMSE, dead
+    latents, seconds), ``stopped_`` (``"early_stopping"`` or ``"max_epochs"``).
+    """
+
+    def __init__(self, architecture: str = "topk", n_atoms: int = 4096, n_nonzero: int = 32, *,
+                 preprocessing: str = DEFAULT_PREPROCESSING, lr: float | None = None, batch_size: int = 4096,
+                 max_epochs: int = 50, patience: int = 5, aux_k: int | None = None, aux_coef: float = 1 / 32,
+                 validation_fraction: float = 0.1, random_state: int | None = None, device: Any = None,
+                 verbose: int = 0):
+        self.architecture = architecture
+        self.n_atoms = n_atoms
+        self.n_nonzero = n_nonzero
+        self.preprocessing = preprocessing
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.aux_k = aux_k
+        self.aux_coef = aux_coef
+        self.validation_fraction = validation_fraction
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    def _validated(self, d: int) -> dict[str, Any]:
+        K = check_positive_int(self.n_atoms, "n_atoms")
+        frac = self.validation_fraction
+        if not isinstance(frac, (int, float)) or not 0 < frac < 1:
+            raise ParameterError(f"validation_fraction must be in (0, 1), got {frac!r}")
+        return {
+            "architecture": check_architecture(self.architecture),
+            "K": K,
+            "k": check_n_nonzero(self.n_nonzero, K, d),
+            "preprocessing": parse_steps(self.preprocessing),
+            "train": SAETrainConfig(lr=check_tol(self.lr, "lr"), batch_size=check_positive_int(self.batch_size, "batch_size"),
+                                    max_epochs=check_positive_int(self.max_epochs, "max_epochs"),
+                                    patience=check_positive_int(self.patience, "patience"),
+                                    aux_k=check_positive_int(self.aux_k, "aux_k", allow_none=True),
+                                    aux_coef=float(self.aux_coef)),
+            "device": resolve_device("auto" if self.device is None else self.device),
+        }
+
+    def fit(self, X: Any, y: Any = None, *, X_val: Any = None) -> "SAE":
+        """Train on ``X`` (n, d) (array or store space); ``X_val`` for early stopping."""
+        source = as_source(X)
+        n, d = source.shape
+        cfg = self._validated(d)
+        rng = np.random.default_rng(self.random_state)
+        gen = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+        self._dtype, self._device = torch.float32, cfg["device"]
+        if X_val is None:
+            m = min(16384, max(1, int(round(self.validation_fraction * n))))
+            if n - m < 1:
+                raise InputError(f"X has {n} rows: too few to hold out a validation set")
+            val_rows = np.sort(rng.choice(n, size=m, replace=False))
+            keep = np.setdiff1d(np.arange(n), val_rows) if isinstance(source, ArraySource) else None
+            val_block = source.take(val_rows)
+            if keep is not None:
+                source = ArraySource(source.take(keep))
+        else:
+            val_source = as_source(X_val, "X_val")
+            if val_source.shape[1] != d:
+                raise InputError(f"X_val has {val_source.shape[1]} features but X has {d}")
+            val_block = next(val_source.iter_chunks(val_source.shape[0]))
+        n_train = source.shape[0]
+        sample_rows = np.sort(rng.choice(n_train, size=min(n_train, 16384), replace=False))
+        sample = source.take(sample_rows)
+        self.preprocessor_ = Preprocessor.fit(cfg["preprocessing"], source.iter_chunks(16384), sample)
+        self.n_features_in_ = d
+        self.data_info_ = source.describe() if not isinstance(X, (np.ndarray, torch.Tensor)) else {"kind": "array"}
+        module = SparseAutoencoder(d, cfg["K"], cfg["architecture"], cfg["k"]).to(self._device)
+        init_sae(module, self._prepare(sample), gen)
+        X_val_t = self._prepare(val_block)
+        tcfg = cfg["train"]
+
+        def batches(epoch: int):
+            for block in source.iter_batches(tcfg.batch_size, rng):
+                yield self._prepare(block)
+
+        from .._progress import progress
+
+        bar = progress(tcfg.max_epochs * math.ceil(n_train / tcfg.batch_size), f"{cfg['architecture']} SAE",
+                       enabled=bool(self.verbose))
+        try:
+            result = train_sae(module, batches, n_train, X_val_t, tcfg, gen, bar)
+        finally:
+            bar.close()
+        self.module_ = module
+        self.components_ = module.W_dec.detach().cpu().numpy().copy()
+        self.history_, self.stopped_ = result["history"], result["stopped"]
+        self.train_info_ = {k: v for k, v in result.items() if k != "history"}
+        return self
+
+    def _decoder_bias(self) -> torch.Tensor | None:
+        return self.module_.b_dec.detach().cpu()
+
+    def _transform_chunks(self, X: Any, batch_size: int | None = None, coder: str | None = None):
+        """``(rows, codes)`` per chunk; ``coder``: None = the SAE's encoder, ``"omp"``/``"mp"``
+        = inference-time pursuit with k atoms against the decoder (on ``x - b_dec``)."""
+        self._check_fitted()
+        source = as_source(X)
+        self._check_features(source.shape[1], source)
+        step = check_positive_int(batch_size, "batch_size", allow_none=True) or 8192
+        module = self.module_
+        dev = module.W_dec.device
+        for chunk in source.iter_chunks(step):
+            rows = as_matrix(chunk, dtype=torch.float32, device=dev)
+            Z, norms = self._preprocessor().apply(rows)
+            with torch.no_grad():
+                if coder is None:
+                    z = module.encode(Z)
+                    width = max(1, int((z != 0).sum(dim=1).max())) if z.numel() else 1
+                    codes = SparseCodes.from_dense(z, width)
+                else:
+                    codes = sparse_encode(Z - module.b_dec, module.W_dec, int(self.n_nonzero),
+                                          algorithm=coder, refit=coder == "mp", device=dev)
+            codes = SparseCodes(codes.indices, codes.values, codes.n_atoms, norms)
+            yield rows.cpu(), codes.to("cpu")
+
+    def transform(self, X: Any, *, batch_size: int | None = None, coder: str | None = None) -> SparseCodes:
+        """Codes of ``X``: the SAE's own encoder, or with ``coder="omp"``/``"mp"`` a pursuit
+        against its decoder (separates the encoder's share of a gap from the dictionary's)."""
+        if coder is not None:
+            check_choice(coder, "coder", ("omp", "mp"))
+        return SparseCodes.vstack([c for _, c in self._transform_chunks(X, batch_size, coder)])
+
+    def save(self, path: str | Path) -> Path:
+        self._check_fitted()
+        m = self.module_
+        tensors = {"encoder.weight": m.W_enc, "encoder.bias": m.b_enc, "decoder.bias": m.b_dec,
+                   "theta": m.theta, "l1_coef": m.l1_coef}
+        return write_model(path, architecture=self.architecture, params=jsonable(self.get_params()),
+                           components=self.components_, preprocessor=self._preprocessor(),
+                           data=getattr(self, "data_info_", None),
+                           state={"history": self.history_, **self.train_info_}, tensors=tensors)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SAE":
+        config, tensors, pre = read_model(path, ARCHITECTURES)
+        try:
+            model = cls(**config["params"])
+            K, d = tensors["components"].shape
+            module = SparseAutoencoder(d, K, config["architecture"], int(model.n_nonzero))
+            module.load_state_dict({"W_enc": torch.from_numpy(tensors["encoder.weight"]),
+                                    "b_enc": torch.from_numpy(tensors["encoder.bias"]),
+                                    "W_dec": torch.from_numpy(tensors["components"]),
+                                    "b_dec": torch.from_numpy(tensors["decoder.bias"]),
+                                    "theta": torch.from_numpy(tensors["theta"]),
+                                    "l1_coef": torch.from_numpy(tensors["l1_coef"])})
+        except (TypeError, KeyError, RuntimeError) as exc:
+            raise ModelFormatError(f"{path}: not a loadable SAE ({' '.join(str(exc).split())[:120]})") from None
+        model.module_ = module.eval()
+        model.preprocessor_ = pre
+        model.components_ = np.array(tensors["components"])
+        model.n_features_in_ = d
+        model.data_info_ = config.get("data")
+        state = dict(config["state"])
+        model.history_ = list(state.pop("history", []))
+        model.stopped_ = state.get("stopped")
+        model.train_info_ = state
+        return model
