@@ -72,6 +72,24 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="print the metrics as JSON")
     v.add_argument("--device", default=None)
 
+    c = sub.add_parser("compare", help="DB-KSVD against SAEs and baselines on one split: table, plots, HTML")
+    c.add_argument("input", help="a store folder or an array file")
+    c.add_argument("--key")
+    c.add_argument("--space")
+    c.add_argument("--labels", help=".npy of (n,) labels for probe retention (a store's labels are used by default)")
+    c.add_argument("--atoms", type=int, required=True, help="dictionary size K (every method)")
+    c.add_argument("--nnz", required=True, help="comma-separated k values, e.g. 8,16,32")
+    c.add_argument("--methods", default=",".join(("dbksvd", "topk", "batchtopk", "relu", "featurechoice", "mutualchoice", "random")),
+                   help="comma-separated: dbksvd, topk, batchtopk, relu, featurechoice, mutualchoice, sklearn, random")
+    c.add_argument("--out", required=True, help="report folder")
+    c.add_argument("--iters", type=int, default=30, help="DB-KSVD passes (default 30)")
+    c.add_argument("--epochs", type=int, default=50, help="SAE epochs at most (default 50, early stopping)")
+    c.add_argument("--preprocessing", default="normalize+center+scale")
+    c.add_argument("--no-pursuit", action="store_true", help="skip the OMP-on-SAE-decoder rows")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--device", default=None)
+    c.add_argument("--quiet", action="store_true")
+
     d = sub.add_parser("demo", help="the built-in offline job: embed the emoji, fit, report (or --synthetic)")
     d.add_argument("--workdir", default="runs/emoji", help="where the store and models go (default runs/emoji)")
     d.add_argument("--synthetic", action="store_true", help="instead: learn a planted dictionary and report recovery")
@@ -92,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import DbksvdError
 
     try:
-        return {"embed": _embed, "fit": _fit, "encode": _encode, "evaluate": _evaluate,
+        return {"embed": _embed, "fit": _fit, "encode": _encode, "evaluate": _evaluate, "compare": _compare,
                 "demo": _demo}[args.command](args)
     except DbksvdError as exc:
         print(f"dbksvd: error: {exc}", file=sys.stderr)
@@ -164,13 +182,13 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_groups(text: str) -> list[int]:
+def _parse_groups(text: str, option: str = "--groups") -> list[int]:
     from .errors import ParameterError
 
     try:
         return [int(g) for g in text.split(",") if g.strip()]
     except ValueError:
-        raise ParameterError(f"--groups must be comma-separated integers; got {text!r}") from None
+        raise ParameterError(f"{option} must be comma-separated integers; got {text!r}") from None
 
 
 def _encode(args: argparse.Namespace) -> int:
@@ -225,16 +243,38 @@ def _check_same_encoder(model, X) -> None:
 
 
 def _model_metrics(model, X) -> dict:
+    from .analysis.compare import model_metrics
+
+    return model_metrics(model, X)
+
+
+def _compare(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from . import metrics
+    from .analysis.compare import CompareConfig, markdown_table, run_comparison, write_report
+    from .errors import InputError
 
-    codes = model.transform(X)
-    X_hat = model.inverse_transform(codes)
+    X = _load_input(args.input, args.key, args.space)
+    labels = None
+    if args.labels:
+        labels = np.asarray(_load_input(args.labels, None))
+        if labels.ndim != 1:
+            raise InputError(f"--labels must be a 1-D array, got shape {labels.shape}")
+    elif hasattr(X, "store"):
+        found = [r.get("label") for r in X.store.metadata()]
+        labels = np.array(found) if all(v is not None for v in found) else None
     rows = X.to_numpy() if hasattr(X, "to_numpy") else np.asarray(X)
-    out = {"rows": int(X.shape[0]), "features": int(X.shape[1]), "atoms": int(model.components_.shape[0])}
-    out.update(metrics.reconstruction_metrics(rows, X_hat, codes, model.components_))
-    return out
+    cfg = CompareConfig(atoms=args.atoms, nnz=tuple(_parse_groups(args.nnz, "--nnz")),
+                        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), seed=args.seed,
+                        preprocessing=args.preprocessing, dbksvd_iters=args.iters, sae_epochs=args.epochs,
+                        pursuit=not args.no_pursuit, device=args.device)
+    models = {}
+    report = run_comparison(rows, cfg, labels, show_progress=not args.quiet,
+                            on_model=lambda name, model: models.__setitem__(name, model))
+    write_report(report, args.out, models)
+    print(markdown_table(report["results"]), end="")
+    print(f"wrote {args.out}/report.html, results.{{json,csv,md}}, plots and models/")
+    return 0
 
 
 def _print_table(result: dict) -> None:

@@ -96,6 +96,9 @@ class DBKSVD(DictionaryModel):
         update), rel_error (‖R‖_F / ‖X‖_F), replaced, seconds.
     """
 
+    #: The ``architecture`` field of the saved model folder.
+    architecture_name = "dbksvd"
+
     def __init__(
         self,
         n_atoms: int,
@@ -395,21 +398,23 @@ class DBKSVD(DictionaryModel):
     def save(self, path: str | Path) -> Path:
         """Write the model folder (:mod:`dbksvd.modelio`) atomically."""
         self._check_fitted()
-        return write_model(path, architecture="dbksvd", params=jsonable(self.get_params()),
+        return write_model(path, architecture=self.architecture_name, params=jsonable(self.get_params()),
                            components=self.components_, preprocessor=self._preprocessor(),
                            data=getattr(self, "data_info_", None),
                            state={"n_iter": int(self.n_iter_), "n_steps": int(self.n_steps_), "history": self.history_})
 
 
-def load(path: str | Path) -> DBKSVD:
+def load(path: str | Path, cls: type = None) -> DBKSVD:
     """Load a DB-KSVD model folder written by :meth:`DBKSVD.save`, checking what it holds
-    (:func:`dbksvd.models.load_model` loads any architecture)."""
-    config, tensors, pre = read_model(path, ("dbksvd",))
+    (:func:`dbksvd.models.load_model` loads any architecture). ``cls``: a subclass of
+    DBKSVD with its own ``architecture_name`` (the dictionary baselines)."""
+    cls = cls or DBKSVD
+    config, tensors, pre = read_model(path, (cls.architecture_name,))
     params = dict(config["params"])
     if params.get("groups") is not None:
         params["groups"] = [tuple(g) if isinstance(g, list) else g for g in params["groups"]]
     try:
-        model = DBKSVD(**params)
+        model = cls(**params)
     except TypeError as exc:
         raise ModelFormatError(f"{Path(path) / 'config.json'}: unknown parameters ({_short_exc(exc)})") from None
     state = config["state"]

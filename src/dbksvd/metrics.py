@@ -135,3 +135,42 @@ def reconstruction_metrics(X: Any, X_hat: Any, codes: Any = None, dictionary: An
         out["max_coherence"] = coh["max"]
         out["mean_max_coherence"] = coh["mean_max"]
     return out
+
+
+def linear_probe(X_train: Any, y_train: Any, *, l2: float = 1e-3, max_iter: int = 200):
+    """A multinomial logistic-regression probe (L-BFGS, L2 ``l2`` on the weights) on
+    standardised features; returns ``predict(X) -> labels``."""
+    X = torch.as_tensor(np.asarray(X_train, dtype=np.float64))
+    classes, y = np.unique(np.asarray(y_train), return_inverse=True)
+    y = torch.as_tensor(y)
+    mu, sd = X.mean(dim=0), X.std(dim=0).clamp_min(1e-12)
+    W = torch.zeros(X.shape[1], len(classes), dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(len(classes), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([W, b], max_iter=max_iter, line_search_fn="strong_wolfe")
+    Z = (X - mu) / sd
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(Z @ W + b, y) + l2 * W.square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    W_, b_ = W.detach(), b.detach()
+
+    def predict(X_new: Any) -> np.ndarray:
+        Zn = (torch.as_tensor(np.asarray(X_new, dtype=np.float64)) - mu) / sd
+        return classes[(Zn @ W_ + b_).argmax(dim=1).numpy()]
+
+    return predict
+
+
+def probe_retention(X_train: Any, y_train: Any, X_test: Any, X_test_hat: Any, y_test: Any) -> dict[str, float]:
+    """Probe retention (metrics.md): a linear probe trained on the original training rows;
+    its accuracy on the reconstructed test rows ÷ its accuracy on the original test rows."""
+    predict = linear_probe(X_train, y_train)
+    y_test = np.asarray(y_test)
+    acc = float((predict(X_test) == y_test).mean())
+    acc_hat = float((predict(X_test_hat) == y_test).mean())
+    return {"probe_accuracy": acc, "probe_accuracy_reconstructed": acc_hat,
+            "probe_retention": acc_hat / acc if acc > 0 else float("nan")}

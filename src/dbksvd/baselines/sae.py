@@ -11,8 +11,8 @@ to it unchanged. Architectures (``act``):
   share a budget; at inference a threshold θ makes the activation per-row (calibrated after
   each epoch so that the mean L0 on the validation rows is k); AuxK as for ``topk``.
 - ``relu``: ReLU with an L1 penalty weighted by decoder norms (all 1 here); the penalty's
-  weight λ follows a controller that steers the batch L0 to k, so no λ needs tuning; epochs
-  whose validation L0 exceeds 1.1·k do not count for early stopping.
+  weight λ follows a controller that steers the batch L0 to k, so no λ needs tuning; only
+  epochs whose validation L0 is within 10% of k count for early stopping.
 - ``featurechoice`` (Ayonrinde 2024): each latent picks its m = n·k/K largest
   pre-activations in the batch; ``mutualchoice``: the n·k largest entries of the whole batch
   matrix. Both infer with the calibrated threshold θ and use ``aux_zipf``.
@@ -133,7 +133,7 @@ class SAETrainConfig:
     aux_k: int | None = None  # None: min(512, d // 2)
     aux_coef: float = 1 / 32
     dead_rows: int | None = None  # None: one epoch of rows, at most 10M
-    l1_rate: float = 0.05  # ReLU controller: λ ← λ · exp(l1_rate · (L0 - k) / k) per step
+    l1_rate: float = 0.1  # ReLU controller: λ ← λ · (L0 / k)^l1_rate per step (L0/k clipped to [0.1, 10])
 
 
 def geometric_median(X: torch.Tensor, iters: int = 50, eps: float = 1e-8) -> torch.Tensor:
@@ -249,7 +249,7 @@ def train_sae(model: SparseAutoencoder, batches, n_train: int, X_val: torch.Tens
                 model.W_dec /= torch.linalg.vector_norm(model.W_dec, dim=1, keepdim=True).clamp_min(1e-12)
                 if model.architecture == "relu":
                     l0 = float((z > 0).sum(dim=1).float().mean())
-                    model.l1_coef.mul_(math.exp(cfg.l1_rate * (l0 - k) / k))
+                    model.l1_coef.mul_(min(10.0, max(0.1, l0 / k)) ** cfg.l1_rate)
             total_loss += float(loss.detach()) * x.shape[0]
             rows += x.shape[0]
             if progress is not None:
@@ -262,7 +262,7 @@ def train_sae(model: SparseAutoencoder, batches, n_train: int, X_val: torch.Tens
         if progress is not None:
             progress.set_postfix(epoch=epoch + 1, val_nmse=f"{val:.4f}", l0=f"{val_l0:.1f}")
         # the ReLU SAE's λ is still moving while its L0 is off target: such epochs don't count
-        eligible = model.architecture != "relu" or val_l0 <= 1.1 * k
+        eligible = model.architecture != "relu" or 0.9 * k <= val_l0 <= 1.1 * k
         if not eligible:
             continue
         if val < best - 1e-5:

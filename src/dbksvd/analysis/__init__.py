@@ -1,0 +1,1 @@
+"""Analysis on top of fitted models: the comparison harness and report (:mod:`.compare`)."""

@@ -1,0 +1,110 @@
+"""The comparison harness and `dbksvd compare` on real Fashion-MNIST embeddings."""
+
+import json
+
+import numpy as np
+import pytest
+
+from dbksvd import InputError, ParameterError
+from dbksvd.analysis.compare import CompareConfig, run_comparison, split_rows, write_report
+from dbksvd.baselines import SAE
+from dbksvd.cli import main
+
+
+@pytest.fixture(scope="module")
+def data(fashion_store):
+    X = fashion_store.space().to_numpy().astype(np.float32)
+    labels = np.array([r["label"] for r in fashion_store.metadata()])
+    return X, labels
+
+
+def small(**kw):
+    params = dict(atoms=32, nnz=(4,), methods=("dbksvd", "topk", "random"), dbksvd_iters=10, sae_epochs=15)
+    params.update(kw)
+    return CompareConfig(**params)
+
+
+METRIC_KEYS = ("explained_signal", "fvu", "explained_variance", "cosine", "l0", "dead_atoms", "max_coherence",
+               "probe_retention")
+
+
+def test_comparison_rows_are_complete_reproducible_and_ordered(data):
+    X, labels = data
+    a = run_comparison(X, small(), labels, show_progress=False)
+    rows = {r["method"]: r for r in a["results"]}
+    assert set(rows) == {"dbksvd", "topk", "topk+omp", "random"}
+    assert all(r["status"] == "ok" for r in rows.values())
+    assert a["split"] == {"test": 60, "val": 30, "train": 210}
+    for r in rows.values():
+        assert r["rows"] == 60 and r["train_seconds"] > 0 and r["train_peak_rss_mb"] > 0
+        assert 0 < r["probe_retention"] <= 1.5 and r["probe_accuracy"] > 0.5
+    assert rows["dbksvd"]["explained_signal"] > rows["random"]["explained_signal"] + 0.05
+    assert rows["topk"]["explained_signal"] > rows["random"]["explained_signal"] + 0.05
+    assert rows["dbksvd"]["probe_retention"] > rows["random"]["probe_retention"]
+    b = run_comparison(X, small(), labels, show_progress=False)
+    for ra, rb in zip(a["results"], b["results"]):
+        assert [ra[key] for key in METRIC_KEYS] == [rb[key] for key in METRIC_KEYS]
+
+
+def test_report_metrics_equal_dbksvd_evaluate(data, tmp_path, capsys):
+    X, labels = data
+    models = {}
+    report = run_comparison(X, small(methods=("dbksvd", "batchtopk")), labels, show_progress=False,
+                            on_model=lambda name, m: models.__setitem__(name, m))
+    write_report(report, tmp_path / "r", models)
+    for name in ("results.json", "results.csv", "results.md", "report.html", "pareto.png", "usage.png", "split.npz"):
+        assert (tmp_path / "r" / name).stat().st_size > 0, name
+    test_rows = np.load(tmp_path / "r" / "split.npz")["test"]
+    np.save(tmp_path / "test.npy", X[test_rows])
+    saved = json.loads((tmp_path / "r" / "results.json").read_text())["results"]
+    for method in ("dbksvd", "batchtopk"):
+        capsys.readouterr()
+        assert main(["evaluate", str(tmp_path / "r" / "models" / f"{method}-k4"), str(tmp_path / "test.npy"),
+                     "--json"]) == 0
+        evaluated = json.loads(capsys.readouterr().out)
+        row = next(r for r in saved if r["method"] == method)
+        for key in ("explained_signal", "fvu", "explained_variance", "cosine", "l0", "dead_atoms", "max_coherence"):
+            assert evaluated[key] == pytest.approx(row[key], rel=1e-5, abs=1e-6), (method, key)
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "<table>" in html and "pareto.png" in html and "batchtopk+omp" in html
+
+
+def test_a_failing_method_is_reported_and_the_others_run(data, monkeypatch):
+    X, labels = data
+
+    def boom(self, *args, **kwargs):
+        raise FloatingPointError("non-finite training loss at epoch 1, step 3")
+
+    monkeypatch.setattr(SAE, "fit", boom)
+    rows = run_comparison(X, small(), labels, show_progress=False)["results"]
+    by = {r["method"]: r for r in rows}
+    assert by["topk"]["status"].startswith("failed: non-finite training loss")
+    assert by["dbksvd"]["status"] == "ok" and by["random"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("cfg, labels, words", [
+    (dict(methods=("dbksvd", "pca")), None, "unknown method 'pca'"),
+    (dict(nnz=(32,)), None, "must be smaller than K=32"),
+    (dict(), np.zeros(5), "labels have shape"),
+])
+def test_bad_input(data, cfg, labels, words):
+    X, _ = data
+    with pytest.raises((ParameterError, InputError), match=words):
+        run_comparison(X, small(**cfg), labels, show_progress=False)
+
+
+def test_empty_split():
+    with pytest.raises(InputError, match="split is empty"):
+        split_rows(3, 0.2, 0.1, 0)
+
+
+def test_cli_compare(fashion_store, tmp_path, capsys):
+    args = ["compare", str(fashion_store.path), "--atoms", "16", "--nnz", "2,4", "--methods", "dbksvd,random",
+            "--iters", "5", "--out", str(tmp_path / "r"), "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "| dbksvd | 2 | ok |" in out and "probe_retention" in out
+    assert (tmp_path / "r" / "models" / "random-k4" / "config.json").exists()
+    assert main(args[:-3] + ["--methods", "dbksvd,nmf", "--out", str(tmp_path / "bad")]) == 2
+    assert "unknown method 'nmf'" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
