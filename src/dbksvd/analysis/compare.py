@@ -16,7 +16,7 @@ import csv
 import io
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -54,8 +54,6 @@ class CompareConfig:
     sae_batch_size: int = 4096
     pursuit: bool = True
     device: str | None = None
-    save_models: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, n: int, d: int) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
