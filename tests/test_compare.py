@@ -108,3 +108,13 @@ def test_cli_compare(fashion_store, tmp_path, capsys):
     assert main(args[:-3] + ["--methods", "dbksvd,nmf", "--out", str(tmp_path / "bad")]) == 2
     assert "unknown method 'nmf'" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_sklearn_baseline_learns(data):
+    pytest.importorskip("sklearn")
+    X, labels = data
+    rows = run_comparison(X, small(methods=("sklearn", "random"), dbksvd_iters=6), labels,
+                          show_progress=False)["results"]
+    by = {r["method"]: r for r in rows}
+    assert by["sklearn"]["status"] == "ok" and by["sklearn"]["l0"] <= 4
+    assert by["sklearn"]["explained_signal"] > by["random"]["explained_signal"] + 0.05

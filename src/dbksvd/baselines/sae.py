@@ -24,7 +24,9 @@ to it unchanged. Architectures (``act``):
 Training: Adam with linear warm-up and a linear decay over the last fifth, decoder-row
 gradients projected orthogonally to the rows and rows renormalised after each step, decoder
 bias at the geometric median of a sample, encoder initialised as the decoder's transpose,
-early stopping on the validation normalised MSE. Loss: normalised MSE ``‖x - x̂‖² / ‖x‖²``.
+early stopping on the validation normalised MSE: a plateau (``patience`` epochs without
+improvement) at full learning rate starts the decay early, a plateau during the decay stops
+training, and the best validation epoch is kept. Loss: normalised MSE ``‖x - x̂‖² / ‖x‖²``.
 """
 
 from __future__ import annotations
@@ -199,13 +201,14 @@ def train_sae(model: SparseAutoencoder, batches, n_train: int, X_val: torch.Tens
     lr = cfg.lr if cfg.lr is not None else min(4e-3, 4e-4 * math.sqrt(16384 / K))
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999))
     warm = max(10, int(cfg.warmup_fraction * total))
-    decay_from = int(0.8 * total)
+    # linear decay over the last fifth; a validation plateau before that starts the decay early
+    plan = {"decay_from": int(0.8 * total), "end": total}
 
     def schedule(step: int) -> float:
         if step < warm:
             return (step + 1) / warm
-        if step >= decay_from:
-            return max(0.0, (total - step) / max(1, total - decay_from))
+        if step >= plan["decay_from"]:
+            return max(0.0, (plan["end"] - step) / max(1, plan["end"] - plan["decay_from"]))
         return 1.0
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
@@ -270,9 +273,16 @@ def train_sae(model: SparseAutoencoder, batches, n_train: int, X_val: torch.Tens
             best_state = {n: t.detach().clone() for n, t in model.state_dict().items()}
         else:
             bad_epochs += 1
-            if bad_epochs >= cfg.patience:
+            if bad_epochs >= cfg.patience and step < plan["decay_from"]:
+                # plateau at full learning rate: decay now (over >= 3 epochs) instead of stopping
+                plan["decay_from"], bad_epochs = step, 0
+                plan["end"] = min(total, step + max(3 * steps_per_epoch, int(0.2 * total)))
+            elif bad_epochs >= cfg.patience:
                 stop = "early_stopping"
                 break
+        if step >= plan["end"]:
+            stop = "decayed"
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -326,7 +336,7 @@ class SAE(DictionaryModel):
 
     Attributes: ``components_`` (K, d) the unit-norm decoder rows, ``module_`` the torch
     :class:`SparseAutoencoder`, ``history_`` (per epoch: train loss, validation NMSE, dead
-    latents, seconds), ``stopped_`` (``"early_stopping"`` or ``"max_epochs"``).
+    latents, seconds), ``stopped_`` (``"early_stopping"``, ``"decayed"`` or ``"max_epochs"``).
     """
 
     def __init__(self, architecture: str = "topk", n_atoms: int = 4096, n_nonzero: int = 32, *,
