@@ -191,8 +191,8 @@ def _parse_groups(text: str, option: str = "--groups") -> list[int]:
         raise ParameterError(f"{option} must be comma-separated integers; got {text!r}") from None
 
 
-def _encode(args: argparse.Namespace) -> int:
-    from .io import save_tensors
+def _model_and_rows(args: argparse.Namespace):
+    """The model folder and the rows named on the command line, checked against each other."""
     from .models import load_model
 
     model = load_model(args.model)
@@ -200,6 +200,13 @@ def _encode(args: argparse.Namespace) -> int:
         model.set_params(device=args.device)
     X = _load_input(args.input, args.key, args.space)
     _check_same_encoder(model, X)
+    return model, X
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from .io import save_tensors
+
+    model, X = _model_and_rows(args)
     codes = model.transform(X, batch_size=args.batch_size)
     out = Path(args.out)
     if out.suffix != ".safetensors":
@@ -214,13 +221,7 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .models import load_model
-
-    model = load_model(args.model)
-    if args.device is not None:
-        model.set_params(device=args.device)
-    X = _load_input(args.input, args.key, args.space)
-    _check_same_encoder(model, X)
+    model, X = _model_and_rows(args)
     result = _model_metrics(model, X)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -68,13 +68,23 @@ class Encoder(abc.ABC):
         (int or None), ``dims`` (``{"image": d, ...}``) and ``library_versions``.
         """
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A concrete encoder must embed every modality it lists (checked at class creation)."""
+        super().__init_subclass__(**kwargs)
+        for modality in getattr(cls, "modalities", ()):
+            name = f"_embed_{modality}s"
+            if getattr(cls, name) is getattr(Encoder, name):
+                raise TypeError(f"{cls.__name__} lists {modality!r} in modalities but does not define {name}")
+
     def _embed_images(self, images: list) -> np.ndarray:
-        """One batch of RGB ``PIL.Image`` -> ``(len(images), dim("image"))`` float32."""
-        raise NotImplementedError
+        """One batch of RGB ``PIL.Image`` -> ``(len(images), dim("image"))`` float32.
+        (Reached only for an encoder without an image tower, where it refuses.)"""
+        raise self._no_tower("image")
 
     def _embed_texts(self, texts: list[str]) -> np.ndarray:
-        """One batch of strings -> ``(len(texts), dim("text"))`` float32."""
-        raise NotImplementedError
+        """One batch of strings -> ``(len(texts), dim("text"))`` float32.
+        (Reached only for an encoder without a text tower, where it refuses.)"""
+        raise self._no_tower("text")
 
     # -- the public calls --------------------------------------------------------------
 
@@ -115,15 +125,14 @@ class Encoder(abc.ABC):
     # -- helpers -----------------------------------------------------------------------
 
     def _require(self, modality: str) -> None:
-        if modality in self.modalities:
-            return
+        if modality not in self.modalities:
+            raise self._no_tower(modality)
+
+    def _no_tower(self, modality: str) -> InputError:
         if modality == "text":
-            raise InputError(
-                f"{self.name} has no text tower; captions are embedded with a text encoder such as minilm"
-            )
-        raise InputError(
-            f"{self.name} has no image tower; images are embedded with an image encoder such as effnet-lite0"
-        )
+            return InputError(f"{self.name} has no text tower; captions are embedded with a text encoder such as minilm")
+        return InputError(
+            f"{self.name} has no image tower; images are embedded with an image encoder such as effnet-lite0")
 
     def _run(self, items: list, modality: str, batch_size: int | None, progress: bool, embed) -> np.ndarray:
         d = self.dim(modality)
