@@ -131,6 +131,10 @@ class Dataset(abc.ABC):
             digest.update(b"\n")
         return digest.hexdigest()[:16]
 
+    def _spec_head(self, path: Any) -> dict:
+        """The keys every dataset's spec starts with: name, path, count, format version."""
+        return {"name": self.name, "path": path, "count": len(self), "version": _SPEC_VERSION}
+
     def _count_skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
@@ -410,10 +414,7 @@ class EmojiDataset(_ListDataset):
 
     def spec(self) -> dict:
         return {
-            "name": self.name,
-            "path": self.font_path,
-            "count": len(self),
-            "version": _SPEC_VERSION,
+            **self._spec_head(self.font_path),
             "size": self.size,
             "limit": self.limit,
             "codepoints": None if self.codepoints is None else [f"U+{cp:04X}" for cp in self.codepoints],
@@ -574,10 +575,7 @@ class FashionMNIST(Dataset):
 
     def spec(self) -> dict:
         return {
-            "name": self.name,
-            "path": self.root,
-            "count": len(self),
-            "version": _SPEC_VERSION,
+            **self._spec_head(self.root),
             "split": self.split,
             "limit": self.limit,
             "fingerprint": self._fingerprint(),
@@ -819,10 +817,7 @@ class FolderDataset(_ListDataset):
 
     def spec(self) -> dict:
         return {
-            "name": self.name,
-            "path": self.root,
-            "count": len(self),
-            "version": _SPEC_VERSION,
+            **self._spec_head(self.root),
             "captions": self.captions_path,
             "label_names": self.label_names,
             "skipped": dict(self.skipped),
@@ -943,10 +938,7 @@ class TextsDataset(_ListDataset):
 
     def spec(self) -> dict:
         return {
-            "name": self.name,
-            "path": self.path,
-            "count": len(self),
-            "version": _SPEC_VERSION,
+            **self._spec_head(self.path),
             "column": self.column,
             "skipped": dict(self.skipped),
             "fingerprint": self._fingerprint(),
