@@ -271,7 +271,7 @@ def main(args) -> int:
               "fit extra = peak fit - RSS before")
         hw = "VmHWM reset + 20 ms VmRSS sampling" if all(r["hwm_reset"] for r in results) else "20 ms VmRSS sampling"
         print(f"peak fit measured by {hw}; peak proc = peak RSS of the whole subprocess (data generation included)")
-        print(f"replaced atoms over the fit: " + ", ".join(f"n={r['rows']:,}: {r['replaced']}" for r in results))
+        print("replaced atoms over the fit: " + ", ".join(f"n={r['rows']:,}: {r['replaced']}" for r in results))
     for n, why in failed.items():
         print(f"n={n:,}: failed, {why}")
     print()

@@ -189,7 +189,7 @@ def make_methods(args, wanted: list[str]) -> tuple[list[Method], dict[str, str]]
             return m.components_
 
         methods.append(Method("dbksvd", fit_dbksvd,
-                              f"DBKSVD({K}, {k}, preprocessing="none", max_iter={iters}, batch_size=n, device='cpu'), defaults otherwise",
+                              f"DBKSVD({K}, {k}, preprocessing='none', max_iter={iters}, batch_size=n, device='cpu'), defaults otherwise",
                               getattr(dbksvd, "__version__", None)))
 
     if "spams" in wanted:

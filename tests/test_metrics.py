@@ -84,3 +84,56 @@ def test_metric_errors():
         metrics.explained_signal(np.zeros((2, 2)), np.zeros((2, 2)))
     with pytest.raises(InputError, match="NaN"):
         metrics.cosine(np.array([[np.nan, 1.0]]), np.ones((1, 2)))
+
+
+# -- explanation metrics ----------------------------------------------------------------
+
+
+def test_faithfulness_auroc_by_hand():
+    # row 0: active items score 0.9 and 0.4, inactive 0.5 and 0.1 -> pairs (0.9>0.5, 0.9>0.1,
+    # 0.4<0.5, 0.4>0.1): 3 of 4 -> 0.75. Row 1: a tie between an active and an inactive item
+    # counts one half: active {0.5}, inactive {0.5, 0.2} -> (0.5 + 1) / 2 = 0.75.
+    S = [[0.9, 0.5, 0.4, 0.1], [0.5, 0.5, 0.2, 0.0]]
+    A = [[True, False, True, False], [True, False, False, False]]
+    got = metrics.faithfulness(S, A)
+    assert got[0] == pytest.approx(0.75)
+    # row 1: active 0.5 vs inactive 0.5 (1/2), 0.2 (1), 0.0 (1) -> 2.5 / 3
+    assert got[1] == pytest.approx(2.5 / 3)
+    perfect = metrics.faithfulness([[3.0, 2.0, 1.0]], [[True, True, False]])
+    assert perfect[0] == 1.0
+    assert metrics.faithfulness([[3.0, 2.0, 1.0]], [[False, True, True]])[0] == 0.0
+
+
+def test_faithfulness_undefined_without_both_classes():
+    got = metrics.faithfulness([[1.0, 2.0], [1.0, 2.0]], [[True, True], [False, False]])
+    assert np.isnan(got).all()
+    with pytest.raises(InputError, match="shape"):
+        metrics.faithfulness([[1.0, 2.0]], [[True]])
+
+
+def test_specificity_reciprocal_rank_by_hand():
+    M = np.array([[0.9, 0.2, 0.1],    # own column 0 ranks first -> 1
+                  [0.8, 0.5, 0.6],    # own column 1: two higher -> rank 3 -> 1/3
+                  [0.4, 0.4, 0.4],    # own column 2 tied with two others -> rank 1 + 2/2 = 2
+                  [0.1, 0.2, 0.3]])   # no held-out items -> NaN
+    got = metrics.specificity(M, [0, 1, 2, -1])
+    assert got[:3] == pytest.approx([1.0, 1 / 3, 0.5])
+    assert np.isnan(got[3])
+    # a candidate without held-out items (NaN column) is not counted
+    assert metrics.specificity([[0.5, np.nan, 0.9]], [0])[0] == pytest.approx(0.5)
+
+
+def test_diversity_counts_distinct_normalised_descriptions():
+    assert metrics.diversity(["Flag", "flag ", "red  heart", None, "cat"]) == pytest.approx(3 / 4)
+    with pytest.raises(InputError, match="no atom"):
+        metrics.diversity([None, None])
+
+
+def test_recall_at_k_by_hand():
+    S = [[0.9, 0.1, 0.3],   # target 0 first -> hit @1
+         [0.9, 0.1, 0.3],   # target 2 second -> miss @1, hit @2
+         [0.5, 0.5, 0.1]]   # target 1 tied with entry 0 -> counted as second
+    got = metrics.recall_at_k(S, [0, 2, 1], ks=(1, 2))
+    assert got == {"recall@1": pytest.approx(1 / 3), "recall@2": pytest.approx(1.0)}
+    with pytest.raises(InputError, match="gallery indices"):
+        metrics.recall_at_k(S, [0, 3, 1])

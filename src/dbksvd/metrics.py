@@ -174,3 +174,87 @@ def probe_retention(X_train: Any, y_train: Any, X_test: Any, X_test_hat: Any, y_
     acc_hat = float((predict(X_test_hat) == y_test).mean())
     return {"probe_accuracy": acc, "probe_accuracy_reconstructed": acc_hat,
             "probe_retention": acc_hat / acc if acc > 0 else float("nan")}
+
+
+# -- explanations (metrics.md, "Explanations") ------------------------------------------
+
+
+def faithfulness(similarity: Any, active: Any) -> np.ndarray:
+    """Faithfulness per described atom: the AUROC of ``similarity`` for separating the items
+    where the atom is active with the described sign from the others (0.5 = chance).
+
+    ``similarity`` (J, n): ``sim(description_j, caption_i)``; ``active`` (J, n) bool. Ties
+    count one half (average ranks). Returns (J,) float64, NaN for a row whose items are all
+    active or all inactive.
+    """
+    from scipy.stats import rankdata
+
+    S = np.atleast_2d(np.asarray(similarity, dtype=np.float64))
+    A = np.atleast_2d(np.asarray(active, dtype=bool))
+    if S.shape != A.shape:
+        raise InputError(f"similarity has shape {S.shape} but active has shape {A.shape}")
+    n_pos = A.sum(axis=1).astype(np.float64)
+    n_neg = A.shape[1] - n_pos
+    ranks = rankdata(S, axis=1) if S.size else S
+    u = (ranks * A).sum(axis=1) - n_pos * (n_pos + 1) / 2  # Mann-Whitney U of the active items
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
+
+
+def specificity(similarity_to_atoms: Any, own: Any) -> np.ndarray:
+    """Specificity per described atom: the reciprocal rank of the atom itself when every
+    candidate atom ``l`` is scored by ``similarity_to_atoms[j, l]``, the mean similarity of
+    description ``j`` to the captions of atom ``l``'s top held-out items (1 = best).
+
+    ``similarity_to_atoms`` (J, L); ``own`` (J,) int: the column of atom j itself, or -1 when
+    it has no held-out items (then NaN). Ties share the mean of their ranks; NaN columns
+    (atoms without held-out items) are not candidates.
+    """
+    M = np.atleast_2d(np.asarray(similarity_to_atoms, dtype=np.float64))
+    own = np.asarray(own, dtype=np.int64).reshape(-1)
+    if own.shape[0] != M.shape[0]:
+        raise InputError(f"own has {own.shape[0]} entries for {M.shape[0]} descriptions")
+    if own.size and own.max() >= M.shape[1]:
+        raise InputError(f"own refers to column {own.max()} but there are {M.shape[1]} candidate atoms")
+    out = np.full(M.shape[0], np.nan)
+    ok = own >= 0
+    if not ok.any():
+        return out
+    rows = np.flatnonzero(ok)
+    mine = M[rows, own[rows]][:, None]
+    valid = ~np.isnan(M[rows])
+    greater = ((M[rows] > mine) & valid).sum(axis=1)
+    tied = ((M[rows] == mine) & valid).sum(axis=1) - 1  # others with the same score
+    out[rows] = np.where(np.isnan(mine[:, 0]), np.nan, 1.0 / (1.0 + greater + tied / 2.0))
+    return out
+
+
+def normalize_description(text: str) -> str:
+    """The form in which two descriptions count as the same: case-folded, single spaces."""
+    return " ".join(str(text).casefold().split())
+
+
+def diversity(descriptions: Any) -> float:
+    """Distinct descriptions ÷ described atoms (None entries are undescribed and skipped);
+    descriptions equal after :func:`normalize_description` count once."""
+    described = [normalize_description(d) for d in descriptions if d is not None]
+    if not described:
+        raise InputError("diversity is undefined: no atom has a description")
+    return len(set(described)) / len(described)
+
+
+def recall_at_k(similarity: Any, targets: Any, ks: Any = (1, 5)) -> dict[str, float]:
+    """Retrieval recall: share of queries whose target is among the ``k`` best-scored gallery
+    entries, for each ``k`` in ``ks``. ``similarity`` (q, g), ``targets`` (q,) gallery indices.
+    Ties are counted against the query (a target tied with another entry ranks below it)."""
+    S = np.atleast_2d(np.asarray(similarity, dtype=np.float64))
+    t = np.asarray(targets, dtype=np.int64).reshape(-1)
+    if t.shape[0] != S.shape[0]:
+        raise InputError(f"{t.shape[0]} targets for {S.shape[0]} queries")
+    if S.shape[0] == 0:
+        raise InputError("recall is undefined for zero queries")
+    if t.min() < 0 or t.max() >= S.shape[1]:
+        raise InputError(f"targets must be gallery indices in [0, {S.shape[1]})")
+    mine = S[np.arange(len(t)), t][:, None]
+    rank = (S >= mine).sum(axis=1) - 1  # entries scored at least as high, other than the target
+    return {f"recall@{k}": float((rank < k).mean()) for k in ks}

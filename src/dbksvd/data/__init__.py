@@ -1,7 +1,8 @@
 """Data: the built-in datasets, the on-disk embedding store, and the planted synthetic problem.
 
 Datasets yield items (id, image or text, caption, label); the store keeps their embeddings in
-memory-mappable shards (``docs/store.md``).
+memory-mappable shards (``docs/store.md``); vocabularies hold the candidate phrases that
+describe atoms.
 """
 
 from .datasets import (
@@ -17,10 +18,12 @@ from .datasets import (
 )
 from .store import EmbeddingStore, StoreSpace, StoreWriter, is_store, open_rows
 from .synthetic import SparseProblem, make_sparse_problem
+from .vocab import VOCABULARY_NAMES, Vocabulary, load_vocabulary
 
 __all__ = [
     "DATASET_NAMES", "Dataset", "EmojiDataset", "FashionMNIST", "FolderDataset", "Item", "SkipItem",
     "TextsDataset", "get_dataset",
     "EmbeddingStore", "StoreSpace", "StoreWriter", "is_store", "open_rows",
     "SparseProblem", "make_sparse_problem",
+    "VOCABULARY_NAMES", "Vocabulary", "load_vocabulary",
 ]

@@ -20,11 +20,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ParameterError
-from .base import Encoder
+from .base import ClassifierHead, Encoder
 
 ENCODER_NAMES = ("effnet-lite0", "minilm", "clip:NAME_OR_PATH", "vit:NAME_OR_PATH")
 
-__all__ = ["Encoder", "get_encoder", "ENCODER_NAMES"]
+__all__ = ["ClassifierHead", "Encoder", "get_encoder", "ENCODER_NAMES"]
 
 
 def get_encoder(spec: str, *, device: Any = None, layer: int | None = None, batch_size: int | None = None) -> Encoder:

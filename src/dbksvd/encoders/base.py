@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+from dataclasses import dataclass
 import importlib.metadata
 import os
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,24 @@ from .._progress import progress as _progress_bar
 from ..errors import DataFileError, InputError, MissingDependencyError, ParameterError
 
 MODALITIES = ("image", "text")
+
+
+@dataclass(frozen=True)
+class ClassifierHead:
+    """A linear classifier on an encoder's image features: ``logits = features @ weight.T + bias``.
+
+    ``weight`` (C, d) float32, ``bias`` (C,) float32, ``class_names`` C names in output order.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray
+    class_names: list[str]
+
+
+def cache_dir() -> Path:
+    """Where derived files (ONNX exports, vocabulary embeddings) are cached:
+    ``$DBKSVD_CACHE``, or ``~/.cache/dbksvd``."""
+    return Path(os.environ.get("DBKSVD_CACHE") or Path.home() / ".cache" / "dbksvd")
 
 
 class Encoder(abc.ABC):
@@ -67,6 +86,10 @@ class Encoder(abc.ABC):
         (``"pooled"``, ``"projected"``, ``"class_token"`` or ``"mean_pooled"``), ``image_size``
         (int or None), ``dims`` (``{"image": d, ...}``) and ``library_versions``.
         """
+
+    def head(self) -> ClassifierHead | None:
+        """The model's own classifier on its image features, when it has one (else None)."""
+        return None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A concrete encoder must embed every modality it lists (checked at class creation)."""

