@@ -93,8 +93,9 @@ def wordnet_glosses(rows: int) -> list[str]:
     return out
 
 
-def load_dataset(name: str, args) -> tuple[np.ndarray, np.ndarray | None]:
-    """(X, labels) of a built-in dataset, embedding it into a store the first time."""
+def load_store(name: str, args):
+    """The store of a built-in dataset, embedded the first time (captions stay in the metadata;
+    only the wordnet texts have a text space)."""
     from dbksvd.data import EmojiDataset, FashionMNIST, TextsDataset
     from dbksvd.embedding import embed_dataset
     from dbksvd.encoders import get_encoder
@@ -102,17 +103,21 @@ def load_dataset(name: str, args) -> tuple[np.ndarray, np.ndarray | None]:
     root = Path(args.stores)
     root.mkdir(parents=True, exist_ok=True)
     if name == "emoji":
-        store = embed_dataset(EmojiDataset(), root / "emoji", get_encoder("effnet-lite0"), captions=False)
-    elif name == "fashion":
-        store = embed_dataset(FashionMNIST(limit=args.fashion_rows), root / f"fashion-{args.fashion_rows}",
-                              get_encoder("effnet-lite0"), captions=False)
-    elif name == "wordnet":
+        return embed_dataset(EmojiDataset(), root / "emoji", get_encoder("effnet-lite0"), captions=False)
+    if name == "fashion":
+        return embed_dataset(FashionMNIST(limit=args.fashion_rows), root / f"fashion-{args.fashion_rows}",
+                             get_encoder("effnet-lite0"), captions=False)
+    if name == "wordnet":
         corpus = root / f"wordnet-{args.wordnet_rows}.txt"
         if not corpus.exists():
             corpus.write_text("\n".join(wordnet_glosses(args.wordnet_rows)) + "\n", encoding="utf-8")
-        store = embed_dataset(TextsDataset(corpus), root / f"wordnet-{args.wordnet_rows}", get_encoder("minilm"))
-    else:
-        raise SystemExit(f"unknown dataset {name!r}")
+        return embed_dataset(TextsDataset(corpus), root / f"wordnet-{args.wordnet_rows}", get_encoder("minilm"))
+    raise SystemExit(f"unknown dataset {name!r}")
+
+
+def load_dataset(name: str, args) -> tuple[np.ndarray, np.ndarray | None]:
+    """(X, labels) of a built-in dataset."""
+    store = load_store(name, args)
     X = store.space().to_numpy().astype(np.float32)
     labels = [r.get("label") for r in store.metadata()]
     return X, (np.array(labels) if all(v is not None for v in labels) else None)

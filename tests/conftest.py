@@ -51,3 +51,21 @@ def fashion_store(tmp_path_factory, effnet):
     path = tmp_path_factory.mktemp("fashion") / "store"
     return embed_dataset(FashionMNIST(split="test", limit=300), path, effnet, captions=False, shard_rows=128,
                          show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    from dbksvd.encoders import get_encoder
+
+    return get_encoder("minilm")
+
+
+@pytest.fixture(scope="session")
+def emoji_store(tmp_path_factory, effnet, minilm):
+    """Every emoji (about 1,360): images through effnet-lite0 (space ``image``, 1280-d) and
+    their Unicode-name captions through minilm (space ``text``, 384-d)."""
+    from dbksvd.data import EmojiDataset
+    from dbksvd.embedding import embed_dataset
+
+    path = tmp_path_factory.mktemp("emoji") / "store"
+    return embed_dataset(EmojiDataset(), path, effnet, text_encoder=minilm, show_progress=False)

@@ -86,9 +86,29 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--epochs", type=int, default=50, help="SAE epochs at most (default 50, early stopping)")
     c.add_argument("--preprocessing", default="normalize+center+scale")
     c.add_argument("--no-pursuit", action="store_true", help="skip the OMP-on-SAE-decoder rows")
+    c.add_argument("--no-explain", action="store_true",
+                   help="skip the atom descriptions' scores (computed by default for a store with captions)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--device", default=None)
     c.add_argument("--quiet", action="store_true")
+
+    x = sub.add_parser("explain", help="describe every atom of a model and score the descriptions")
+    x.add_argument("model", help="model folder (DB-KSVD, SAE or baseline)")
+    x.add_argument("store", help="embedding store folder (item ids and captions come from it)")
+    x.add_argument("--out", required=True, help="folder for atoms.jsonl, summary.json, summary.md")
+    x.add_argument("--space", help="store space of the model's rows (default: the space it was fitted on)")
+    x.add_argument("--vocab", default=None,
+                   help="comma-separated vocabularies: captions, imagenet, wordnet, or a text file with one entry per "
+                        "line (default: captions when the store has them, imagenet, wordnet)")
+    x.add_argument("--bridge", choices=("auto", "ridge", "cca"), default="auto",
+                   help="image->text map when the model's space is not a text space (default auto)")
+    x.add_argument("--text-encoder", default=None, help="for descriptions (default: the store's text encoder, else minilm)")
+    x.add_argument("--top", type=int, default=20, help="top items kept per atom and side (default 20)")
+    x.add_argument("--min-items", type=int, default=3, help="items an atom needs on a side to be described (default 3)")
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--no-baseline", action="store_true", help="skip the random-direction baseline")
+    x.add_argument("--device", default=None)
+    x.add_argument("--quiet", action="store_true")
 
     d = sub.add_parser("demo", help="the built-in offline job: embed the emoji, fit, report (or --synthetic)")
     d.add_argument("--workdir", default="runs/emoji", help="where the store and models go (default runs/emoji)")
@@ -111,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return {"embed": _embed, "fit": _fit, "encode": _encode, "evaluate": _evaluate, "compare": _compare,
-                "demo": _demo}[args.command](args)
+                "explain": _explain, "demo": _demo}[args.command](args)
     except DbksvdError as exc:
         print(f"dbksvd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -193,13 +213,13 @@ def _parse_groups(text: str, option: str = "--groups") -> list[int]:
 
 def _model_and_rows(args: argparse.Namespace):
     """The model folder and the rows named on the command line, checked against each other."""
-    from .models import load_model
+    from .models import check_rows, load_model
 
     model = load_model(args.model)
     if args.device is not None:
         model.set_params(device=args.device)
     X = _load_input(args.input, args.key, args.space)
-    _check_same_encoder(model, X)
+    check_rows(model, X)
     return model, X
 
 
@@ -230,19 +250,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_same_encoder(model, X) -> None:
-    """Refuse rows of another dimension, or a store embedded with another encoder than the
-    model's training data."""
-    from .errors import InputError
-
-    here = X.describe() if hasattr(X, "describe") else {}
-    model._check_features(X.shape[1], X if here else None)  # the dimension first: the plainer problem
-    trained = getattr(model, "data_info_", None) or {}
-    if trained.get("encoder") and here.get("encoder") and trained["encoder"] != here["encoder"]:
-        raise InputError(f"the model was fitted on {trained['encoder']} embeddings but {here['name']} holds "
-                         f"{here['encoder']} embeddings")
-
-
 def _model_metrics(model, X) -> dict:
     from .analysis.compare import model_metrics
 
@@ -252,7 +259,7 @@ def _model_metrics(model, X) -> dict:
 def _compare(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .analysis.compare import CompareConfig, markdown_table, run_comparison, write_report
+    from .analysis.compare import CompareConfig, markdown_table, run_comparison, split_rows, write_report
     from .errors import InputError
 
     X = _load_input(args.input, args.key, args.space)
@@ -269,13 +276,61 @@ def _compare(args: argparse.Namespace) -> int:
                         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), seed=args.seed,
                         preprocessing=args.preprocessing, dbksvd_iters=args.iters, sae_epochs=args.epochs,
                         pursuit=not args.no_pursuit, device=args.device)
+    cfg.validate(*rows.shape)
+    split = split_rows(rows.shape[0], cfg.test_fraction, cfg.val_fraction, cfg.seed)
+    explainer = None
+    if hasattr(X, "store") and not args.no_explain:
+        if any(m.get("caption") for m in X.store.metadata()):
+            from .analysis.explain import ExplainConfig, explain_context, explanation_scores
+
+            print("preparing the atom descriptions (captions, bridge, vocabularies) ...")
+            ctx = explain_context(X.store, X.name, ExplainConfig(seed=args.seed, baseline=False),
+                                  split={"describe": split["train"], "select": split["val"], "test": split["test"]},
+                                  show_progress=not args.quiet)
+            explainer = lambda model: explanation_scores(model, ctx)  # noqa: E731
+        else:
+            print("the store has no captions: no explanation scores")
     models = {}
     report = run_comparison(rows, cfg, labels, show_progress=not args.quiet,
-                            on_model=lambda name, model: models.__setitem__(name, model))
+                            on_model=lambda name, model: models.__setitem__(name, model), split=split,
+                            explainer=explainer)
     write_report(report, args.out, models)
     print(markdown_table(report["results"]), end="")
     print(f"wrote {args.out}/report.html, results.{{json,csv,md}}, plots and models/")
     return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from .analysis.explain import ExplainConfig, explain, summary_table, write_explanation
+    from .data.store import EmbeddingStore, is_store
+    from .errors import InputError
+    from .models import load_model
+
+    model = load_model(args.model)
+    if args.device is not None:
+        model.set_params(device=args.device)
+    if not is_store(args.store):
+        raise InputError(f"{args.store} is not an embedding store: explain needs the item ids and captions that "
+                         "`dbksvd embed` keeps")
+    vocab = None if args.vocab is None else tuple(v.strip() for v in args.vocab.split(",") if v.strip())
+    cfg = ExplainConfig(vocabularies=vocab, bridge=args.bridge, top=args.top, min_items=args.min_items,
+                        seed=args.seed, text_encoder=args.text_encoder, baseline=not args.no_baseline)
+    expl = explain(model, EmbeddingStore(args.store), args.space, cfg, show_progress=not args.quiet)
+    write_explanation(expl, args.out)
+    print(summary_table(expl.summary), end="")
+    _print_atoms(expl.atoms)
+    print(f"wrote {args.out}/atoms.jsonl ({len(expl.atoms)} atoms), summary.json, summary.md")
+    return 0
+
+
+def _print_atoms(atoms: list[dict], shown: int = 10) -> None:
+    """The most used described atoms, one line each."""
+    described = sorted((r for r in atoms if r["description"] is not None), key=lambda r: -r["usage"])
+    if described:
+        print(f"\nmost used atoms (of {len(described)} described):")
+    for r in described[:shown]:
+        score = "" if r["faithfulness"] is None else f"  faithfulness {r['faithfulness']:.2f}"
+        print(f"  atom {r['atom']:>5} {r['side']}  {r['description'][:60]!r:<62} usage {r['usage']:.3f}{score}")
 
 
 def _print_table(result: dict) -> None:

@@ -116,9 +116,14 @@ def _make(method: str, K: int, k: int, cfg: CompareConfig, n_train: int) -> Any:
 
 
 def run_comparison(X: np.ndarray, cfg: CompareConfig, labels: np.ndarray | None = None,
-                   show_progress: bool = True, on_model: Callable[[str, Any], None] | None = None) -> dict[str, Any]:
+                   show_progress: bool = True, on_model: Callable[[str, Any], None] | None = None,
+                   split: dict[str, np.ndarray] | None = None,
+                   explainer: Callable[[Any], dict[str, Any]] | None = None) -> dict[str, Any]:
     """All rows of the comparison. ``X`` (n, d); ``labels`` (n,) enable probe retention;
-    ``on_model(name, model)`` is called with every trained model (e.g. to save it)."""
+    ``on_model(name, model)`` is called with every trained model (e.g. to save it);
+    ``split``: the train / val / test row ids (default :func:`split_rows` with the config's
+    fractions and seed); ``explainer(model)`` adds columns to each method's own-coder row
+    (e.g. :func:`dbksvd.analysis.explain.explanation_scores` on a captioned store)."""
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[0] == 0:
         raise InputError(f"X must be a non-empty (n, d) array, got shape {X.shape}")
@@ -128,7 +133,8 @@ def run_comparison(X: np.ndarray, cfg: CompareConfig, labels: np.ndarray | None 
         labels = np.asarray(labels)
         if labels.shape != (n,):
             raise InputError(f"labels have shape {labels.shape} but X has {n} rows")
-    split = split_rows(n, cfg.test_fraction, cfg.val_fraction, cfg.seed)
+    if split is None:
+        split = split_rows(n, cfg.test_fraction, cfg.val_fraction, cfg.seed)
     train, val, test = (X[split[s]].astype(np.float32) for s in ("train", "val", "test"))
     rows: list[dict[str, Any]] = []
     usage: dict[str, list[int]] = {}
@@ -159,6 +165,8 @@ def run_comparison(X: np.ndarray, cfg: CompareConfig, labels: np.ndarray | None 
                     codes = model.transform(test, coder=coder) if coder else model.transform(test)
                     row = {**base, "method": method if coder is None else f"{method}+omp", "coder": coder_name,
                            "status": "ok", **fit, **model_metrics(model, test, codes)}
+                    if explainer is not None and coder is None:
+                        row.update(explainer(model))
                     if probe is not None:
                         hat = model.inverse_transform(codes)
                         acc_hat = float((probe(hat) == y_test).mean())
@@ -184,6 +192,7 @@ def run_comparison(X: np.ndarray, cfg: CompareConfig, labels: np.ndarray | None 
 
 TABLE_COLUMNS = ("method", "k", "status", "explained_signal", "fvu", "explained_variance", "cosine", "l0",
                  "dead_atoms", "rare_atoms", "max_coherence", "mean_max_coherence", "probe_retention",
+                 "faithfulness", "specificity", "diversity", "described",
                  "train_seconds", "train_peak_rss_mb")
 
 
