@@ -36,7 +36,7 @@ import torch
 from .. import metrics
 from .._progress import progress
 from ..coding import SparseCodes
-from ..errors import ParameterError
+from ..errors import MissingDependencyError, ParameterError
 from ..io import atomic_path
 from .compare import split_rows
 from .describe import CaptionTerms, head_classes, nearest_entries
@@ -130,9 +130,20 @@ class TextSide:
             return np.zeros((0, self.encoder.dim("text")), dtype=np.float32)
         return np.stack([self._phrases[t] for t in texts])
 
+    def known(self, texts: Sequence[str | None], rows: np.ndarray) -> None:
+        """Remember ``rows`` (n, e) as the embeddings of ``texts`` (e.g. a store's captions and
+        its text space), so that they are not embedded again."""
+        unit = _unit_rows(rows)
+        for t, r in zip(texts, unit):
+            if t is not None:
+                self._phrases.setdefault(t, r)
+
     def vocabulary(self, vocab: Any) -> np.ndarray:
         """(len(vocab), e) float32 unit rows of a :class:`dbksvd.data.Vocabulary`, cached on disk."""
         from ..encoders.base import cache_dir
+
+        if all(e in self._phrases for e in vocab.entries):  # e.g. the captions: already embedded
+            return np.stack([self._phrases[e] for e in vocab.entries])
 
         key = json.dumps([self.encoder.spec(), vocab.fingerprint()], sort_keys=True)
         path = cache_dir() / f"vocab-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npy"
@@ -199,7 +210,8 @@ class ExplainContext:
     caption_unit: np.ndarray | None    # (n, e) unit caption embeddings, or None (no scores)
     terms: CaptionTerms | None
     mapping: Any                       # SharedSpace, a fitted LinearBridge, or None
-    vocabularies: list[tuple[Any, np.ndarray]]  # (Vocabulary, its vectors in the comparison space)
+    # (Vocabulary, its vectors in the comparison space, its vectors in the text space centred)
+    vocabularies: list[tuple[Any, np.ndarray, np.ndarray]]
     head: Any                          # ClassifierHead or None
     notes: list[str]
     info: dict[str, Any]
@@ -301,6 +313,7 @@ def explain_context(store: Any, space: str | None = None, config: ExplainConfig 
             caption_rows = np.zeros((n, rows_.shape[1]), dtype=np.float32)
             caption_rows[present] = rows_
         caption_unit = _unit_rows(caption_rows)
+        text.known(captions, caption_unit)
         terms = CaptionTerms(captions)
         if n_captioned < n:
             notes.append(f"{n - n_captioned} of {n} items have no caption: they count as dissimilar to every "
@@ -329,15 +342,22 @@ def explain_context(store: Any, space: str | None = None, config: ExplainConfig 
         notes.append(f"the {space} space ({encoder_of[space]}) is not a text space and the store has no "
                      "captions to learn a bridge from: no vocabulary descriptions")
 
-    vocabularies: list[tuple[Any, np.ndarray]] = []
+    vocabularies: list[tuple[Any, np.ndarray, np.ndarray]] = []
     if mapping is not None:
         names = cfg.vocabularies
         if names is None:
             names = (("captions",) if n_captioned else ()) + ("imagenet", "wordnet")
         for name in names:
-            vocab = load_vocabulary(name, captions=captions)
-            vocabularies.append((vocab, mapping.texts(text.vocabulary(vocab))))
-        info["vocabularies"] = {v.name: len(v) for v, _ in vocabularies}
+            try:
+                vocab = load_vocabulary(name, captions=captions)
+            except MissingDependencyError as exc:
+                if cfg.vocabularies is not None:
+                    raise  # asked for by name: the user must know
+                notes.append(f"vocabulary {name} skipped: {exc}")
+                continue
+            raw = text.vocabulary(vocab)
+            vocabularies.append((vocab, mapping.texts(raw), SharedSpace().texts(raw)))
+        info["vocabularies"] = {v.name: len(v) for v, _, _ in vocabularies}
     elif cfg.vocabularies is not None:
         notes.append("vocabularies were given but there is no way into the text space: they are not used")
 
@@ -371,10 +391,18 @@ def _candidates(ctx: ExplainContext, D: np.ndarray, units: list[tuple[int, str]]
             c.extend(found)
     if ctx.mapping is not None:
         mapped = ctx.mapping.directions(U)
-        for vocab, vectors in ctx.vocabularies:
+        for vocab, vectors, _ in ctx.vocabularies:
             idx, _ = nearest_entries(mapped, vectors, ctx.cfg.candidates)
             for c, row in zip(cands, idx):
                 c.extend((vocab.entries[i], f"vocabulary:{vocab.name}") for i in row)
+    if ctx.caption_unit is not None and ctx.vocabularies:
+        # what the atom's top items' captions have in common beyond the average caption
+        mean = ctx.caption_unit.mean(axis=0)
+        centroids = np.stack([ctx.caption_unit[g].mean(axis=0) - mean for g in groups])
+        for vocab, _, vectors in ctx.vocabularies:
+            idx, _ = nearest_entries(centroids, vectors, ctx.cfg.candidates)
+            for c, row in zip(cands, idx):
+                c.extend((vocab.entries[i], f"items:{vocab.name}") for i in row)
     if ctx.head is not None:
         idx, _ = head_classes(U, ctx.head.weight, ctx.cfg.candidates)
         for c, row in zip(cands, idx):
