@@ -104,6 +104,9 @@ def load_store(name: str, args):
     root.mkdir(parents=True, exist_ok=True)
     if name == "emoji":
         return embed_dataset(EmojiDataset(), root / "emoji", get_encoder("effnet-lite0"), captions=False)
+    if name == "emoji-text":  # the emoji with their captions through minilm (space "text")
+        return embed_dataset(EmojiDataset(), root / "emoji-captions", get_encoder("effnet-lite0"),
+                             text_encoder=get_encoder("minilm"))
     if name == "fashion":
         return embed_dataset(FashionMNIST(limit=args.fashion_rows), root / f"fashion-{args.fashion_rows}",
                              get_encoder("effnet-lite0"), captions=False)
