@@ -12,7 +12,7 @@ Datasets (embedded once into stores under ``--stores``, reused afterwards):
 
 * ``emoji``: the 1,362 emoji images through effnet-lite0 (1280-d); K in ``--emoji-atoms``
   (default 128,512: too few rows for an overcomplete K);
-* ``fashion``: the first ``--fashion-rows`` (20,000) Fashion-MNIST images through
+* ``fashion``: the first ``--fashion-rows`` (10,000) Fashion-MNIST images through
   effnet-lite0 (1280-d, labelled); K in ``--fashion-atoms`` (512,2048; 2048 > d);
 * ``wordnet``: ``--wordnet-rows`` (20,000) WordNet noun glosses ("dog: a member of the genus
   Canis ...", Debian ``wordnet-base``, every 4th synset) through minilm (384-d); K in
@@ -54,7 +54,8 @@ def parse_args(argv=None):
     p.add_argument("--emoji-atoms", default="128,512")
     p.add_argument("--fashion-atoms", default="512,2048")
     p.add_argument("--wordnet-atoms", default="256,1024")
-    p.add_argument("--fashion-rows", type=int, default=20000)
+    p.add_argument("--fashion-rows", type=int, default=10000,
+                   help="Fashion-MNIST images (default 10,000: at 20,000 the SAEs at K=2048 take hours on 2 cores)")
     p.add_argument("--wordnet-rows", type=int, default=20000)
     p.add_argument("--epochs", type=int, default=50, help="SAE epochs at most (default 50)")
     p.add_argument("--iters", type=int, default=30, help="DB-KSVD passes (default 30)")

@@ -100,7 +100,7 @@ def test_empty_split():
 
 def test_cli_compare(fashion_store, tmp_path, capsys):
     args = ["compare", str(fashion_store.path), "--atoms", "16", "--nnz", "2,4", "--methods", "dbksvd,random",
-            "--iters", "5", "--out", str(tmp_path / "r"), "--quiet"]
+            "--iters", "5", "--no-explain", "--out", str(tmp_path / "r"), "--quiet"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "| dbksvd | 2 | ok |" in out and "probe_retention" in out
@@ -108,6 +108,17 @@ def test_cli_compare(fashion_store, tmp_path, capsys):
     assert main(args[:-3] + ["--methods", "dbksvd,nmf", "--out", str(tmp_path / "bad")]) == 2
     assert "unknown method 'nmf'" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_cli_compare_scores_the_descriptions_on_a_captioned_store(emoji_store, tmp_path, capsys):
+    assert main(["compare", str(emoji_store.path), "--atoms", "32", "--nnz", "4", "--methods", "dbksvd,random",
+                 "--iters", "10", "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    assert "faithfulness" in capsys.readouterr().out
+    rows = {r["method"]: r for r in json.loads((tmp_path / "r" / "results.json").read_text())["results"]}
+    for name in ("dbksvd", "random"):
+        assert 0.5 < rows[name]["faithfulness"] <= 1 and 0 < rows[name]["specificity"] <= 1
+        assert rows[name]["described"] > 0.9 and 0 < rows[name]["diversity"] <= 1
+    assert rows["dbksvd"]["specificity"] > rows["random"]["specificity"]
 
 
 def test_sklearn_baseline_learns(data):
