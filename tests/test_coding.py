@@ -210,3 +210,14 @@ def test_concurrent_calls_from_threads_agree(rng):
     for codes in results[::2]:
         assert torch.equal(codes.indices, expected.indices)
     assert all(torch.equal(a.indices, results[1].indices) for a in results[1::2])
+
+
+def test_threshold_keeps_the_largest_projections_without_explaining_away():
+    D = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.6, 0.8, 0.0]])
+    X = np.array([[3.0, 1.0, 2.0]])
+    # projections: 3, 1, 1.8 + 0.8 = 2.6 -> atoms 0 and 2, coefficients the projections
+    codes = sparse_encode(X, D, 2, algorithm="threshold")
+    got = dict(zip(codes.indices[0].tolist(), codes.values[0].tolist()))
+    assert got == pytest.approx({0: 3.0, 2: 2.6})
+    omp = sparse_encode(X, D, 2, algorithm="omp")  # OMP's second atom explains the residual instead
+    assert sorted(omp.indices[0].tolist()) == [0, 1]

@@ -119,6 +119,16 @@ def test_explain_is_deterministic_and_round_trips(emoji_store, emoji_image_model
     assert json.loads((tmp_path / "atoms" / "summary.json").read_text())["described"] == a.summary["described"]
 
 
+def test_atoms_read_as_detectors(emoji_store, emoji_image_model):
+    cfg = ExplainConfig(**FAST, baseline=False, coder="threshold")
+    expl = explain(emoji_image_model, emoji_store, config=cfg, show_progress=False)
+    assert expl.summary["coder"] == "threshold" and expl.summary["faithfulness"]["mean"] > 0.55
+    # every item now counts for exactly k atoms, each with its projection
+    assert sum(r["count_positive"] + r["count_negative"] for r in expl.atoms) == 4 * emoji_store.count
+    with pytest.raises(ParameterError, match="unknown coder"):
+        ExplainConfig(coder="lasso").validate()
+
+
 def test_text_space_model_uses_the_shared_space(emoji_store):
     model = DBKSVD(32, 4, max_iter=5, random_state=0).fit(emoji_store.space("text"))
     expl = explain(model, emoji_store, "text", ExplainConfig(vocabularies=("captions",), baseline=False),

@@ -107,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--min-items", type=int, default=3, help="items an atom needs on a side to be described (default 3)")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--no-baseline", action="store_true", help="skip the random-direction baseline")
+    x.add_argument("--coder", choices=("own", "threshold", "omp", "mp"), default="own",
+                   help="which items an atom fires on: the model's own codes (default), or 'threshold': each "
+                        "item's k largest |projections| (atoms read as detectors)")
     x.add_argument("--device", default=None)
     x.add_argument("--quiet", action="store_true")
 
@@ -314,7 +317,8 @@ def _explain(args: argparse.Namespace) -> int:
                          "`dbksvd embed` keeps")
     vocab = None if args.vocab is None else tuple(v.strip() for v in args.vocab.split(",") if v.strip())
     cfg = ExplainConfig(vocabularies=vocab, bridge=args.bridge, top=args.top, min_items=args.min_items,
-                        seed=args.seed, text_encoder=args.text_encoder, baseline=not args.no_baseline)
+                        seed=args.seed, text_encoder=args.text_encoder, baseline=not args.no_baseline,
+                        coder=None if args.coder == "own" else args.coder)
     expl = explain(model, EmbeddingStore(args.store), args.space, cfg, show_progress=not args.quiet)
     write_explanation(expl, args.out)
     print(summary_table(expl.summary), end="")

@@ -33,7 +33,7 @@ from .validation import (
     resolve_device,
 )
 
-ALGORITHMS = ("omp", "mp")
+ALGORITHMS = ("omp", "mp", "threshold")
 BACKENDS = ("auto", "numba", "torch")
 
 
@@ -190,7 +190,10 @@ def sparse_encode(
     Parameters
     ----------
     n_nonzero : k, the most atoms a row may use (1 <= k <= min(K, d)).
-    algorithm : ``"omp"`` (exact OMP, Batch-OMP) or ``"mp"`` (matching pursuit).
+    algorithm : ``"omp"`` (exact OMP, Batch-OMP), ``"mp"`` (matching pursuit) or
+        ``"threshold"`` (the k atoms with the largest |⟨x, D_j⟩|, coefficient ⟨x, D_j⟩: no
+        explaining away; each atom read as a detector, e.g. to ask which items an atom
+        responds to rather than which atoms reconstruct an item best).
     tol : stop a row early once ‖x - x̂‖ <= tol · ‖x‖.
     refit : ``"mp"`` only: least-squares coefficients on the chosen support at the end.
     batch_size : rows per chunk (memory is bounded by it); default from K and k.
@@ -221,13 +224,21 @@ def sparse_encode(
     if backend == "numba" and dev.type != "cpu":
         backend = "torch"
     batch_size = check_positive_int(batch_size, "batch_size", allow_none=True) or default_batch_size(K, k, dev, backend)
-    G = gram(D) if gram_matrix is None else gram_matrix.to(device=dev, dtype=D.dtype)
+    if algorithm == "threshold":
+        G = None
+    else:
+        G = gram(D) if gram_matrix is None else gram_matrix.to(device=dev, dtype=D.dtype)
 
     out_idx = torch.empty((n, k), dtype=torch.int64, device=dev)
     out_val = torch.empty((n, k), dtype=D.dtype, device=dev)
     for start in range(0, n, batch_size):
         Xb = as_matrix(src[start:start + batch_size], "X", dtype=D.dtype, device=dev)
         P = Xb @ D.T
+        if algorithm == "threshold":
+            idx = P.abs().topk(k, dim=1).indices
+            out_idx[start:start + batch_size] = idx
+            out_val[start:start + batch_size] = P.gather(1, idx)
+            continue
         x2 = torch.linalg.vector_norm(Xb, dim=1, dtype=torch.float64).square()
         tol2 = x2 * (tol * tol) if tol else torch.zeros_like(x2)
         if backend == "numba":

@@ -2,8 +2,8 @@
 protocol, fitted-state checks, the stored preprocessing, and mapping codes back to the input
 space for ``inverse_transform`` and ``score``.
 
-A subclass provides ``fit``, ``_transform_chunks(X, batch_size)`` (yielding the raw rows and
-their codes chunk by chunk) and, when its reconstructions carry an offset (an SAE's decoder
+A subclass provides ``fit``, ``_transform_chunks(X, batch_size, coder)`` (yielding the raw
+rows and their codes chunk by chunk; ``coder`` None for the model's own) and, when its reconstructions carry an offset (an SAE's decoder
 bias), ``_decoder_bias()``.
 """
 
@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from . import metrics
-from .coding import SparseCodes
+from .coding import ALGORITHMS, SparseCodes
 from .errors import InputError, NotFittedError, ParameterError
 from .preprocessing import Preprocessor, parse_steps
-from .validation import as_matrix
+from .validation import as_matrix, check_choice
 
 
 class DictionaryModel:
@@ -81,11 +81,18 @@ class DictionaryModel:
         """(d,) offset added to ``C D`` in the preprocessed space (None for DB-KSVD)."""
         return None
 
-    def transform(self, X: Any, *, batch_size: int | None = None) -> SparseCodes:
+    def transform(self, X: Any, *, batch_size: int | None = None, coder: str | None = None) -> SparseCodes:
         """Sparse codes (on the CPU) of ``X`` (n, d), after the model's preprocessing; the
         codes carry ``row_norms`` when it normalises rows. ``X`` is read chunk by chunk, so a
-        memory-mapped array or a store is never loaded whole."""
-        return SparseCodes.vstack([codes for _, codes in self._transform_chunks(X, batch_size)])
+        memory-mapped array or a store is never loaded whole.
+
+        ``coder``: None for the model's own (DB-KSVD: its pursuit; an SAE: its encoder), or one
+        of :data:`dbksvd.coding.ALGORITHMS` against the model's atoms (after an SAE's decoder
+        bias): ``"omp"``/``"mp"`` separate an SAE's encoder from its dictionary, and
+        ``"threshold"`` reads every atom as a detector (its k largest |projections|)."""
+        if coder is not None:
+            check_choice(coder, "coder", ALGORITHMS)
+        return SparseCodes.vstack([codes for _, codes in self._transform_chunks(X, batch_size, coder)])
 
     def inverse_transform(self, codes: SparseCodes | Any) -> np.ndarray:
         """Reconstructions (n, d) in the input space: ``C D`` mapped back through the

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .coding import ALGORITHMS, SparseCodes, gram, sparse_encode
+from .coding import SparseCodes, gram, sparse_encode
 from .errors import ModelFormatError
 from .modelio import read_model, write_model
 from .preprocessing import DEFAULT as DEFAULT_PREPROCESSING
@@ -40,6 +40,9 @@ from .validation import (
     float_dtype,
     resolve_device,
 )
+
+#: pursuits a fit can use (``transform(coder="threshold")`` also reads atoms as detectors)
+TRAINING_CODERS = ("omp", "mp")
 
 COHERENCE_THRESHOLD = 0.99
 #: Atoms used by fewer rows of a batch than this are replaced (the K-SVD toolbox uses 4).
@@ -143,7 +146,7 @@ class DBKSVD(DictionaryModel):
         return {
             "K": K,
             "k": k,
-            "coder": check_choice(self.coder, "coder", ALGORITHMS),
+            "coder": check_choice(self.coder, "coder", TRAINING_CODERS),
             "max_iter": check_positive_int(self.max_iter, "max_iter"),
             "batch_size": check_positive_int(self.batch_size, "batch_size"),
             "atom_batch_size": check_positive_int(self.atom_batch_size, "atom_batch_size", allow_none=True)
@@ -356,26 +359,21 @@ class DBKSVD(DictionaryModel):
 
     # -- using a fitted model --------------------------------------------------------------
 
-    def transform(self, X: Any, *, batch_size: int | None = None) -> SparseCodes:
-        """Sparse codes (on the CPU) of ``X`` (n, d) against ``components_``, after the model's
-        preprocessing (the codes carry ``row_norms`` when it normalises rows).
-
-        Rows are coded ``batch_size`` at a time (default: the model's ``batch_size``), so a
-        memory-mapped ``X`` or a store is never loaded whole.
-        """
-        return SparseCodes.vstack([codes for _, codes in self._transform_chunks(X, batch_size)])
-
-    def _transform_chunks(self, X: Any, batch_size: int | None = None):
-        """``(rows as a tensor, codes)`` per chunk of ``X``, both on the CPU."""
+    def _transform_chunks(self, X: Any, batch_size: int | None = None, coder: str | None = None):
+        """``(rows as a tensor, codes)`` per chunk of ``X``, both on the CPU; ``coder`` replaces
+        the model's own pursuit."""
         self._check_fitted()
         source = as_source(X)
         self._check_features(source.shape[1], source)
         cfg = self._validated(source.shape[1])
+        if coder is not None:
+            cfg = {**cfg, "coder": coder}
         step = check_positive_int(batch_size, "batch_size", allow_none=True) or cfg["batch_size"]
         dtype = torch.float64 if self.components_.dtype == np.float64 else torch.float32
         D = torch.as_tensor(self.components_, dtype=dtype, device=cfg["device"])
         bounds = _group_bounds(cfg["groups"])
-        grams = [gram(D[lo:hi]) for lo, hi, _ in bounds]  # once, not once per chunk
+        # once, not once per chunk (thresholding needs none)
+        grams = [None if cfg["coder"] == "threshold" else gram(D[lo:hi]) for lo, hi, _ in bounds]
         for chunk in source.iter_chunks(step):
             X_chunk = as_matrix(chunk, dtype=dtype, device=cfg["device"])
             target, norms = self._preprocessor().apply(X_chunk)

@@ -57,7 +57,10 @@ class ExplainConfig:
     to be described; ``candidates``: entries taken from each vocabulary and from the head;
     ``score_top``: top held-out items per atom for specificity; ``text_encoder``: for
     descriptions and captions (None: the encoder of the store's ``text`` space, else minilm);
-    ``baseline``: also describe a random-direction dictionary of the same size and sparsity.
+    ``baseline``: also describe a random-direction dictionary of the same size and sparsity;
+    ``coder``: which items an atom "fires" on: None for the model's own codes, or a pursuit of
+    :data:`dbksvd.coding.ALGORITHMS` against its atoms (``"threshold"``: the k atoms with the
+    largest |projection| of each item, every atom read as a detector, without explaining away).
     """
 
     vocabularies: tuple[str, ...] | None = None
@@ -71,10 +74,14 @@ class ExplainConfig:
     seed: int = 0
     text_encoder: str | None = None
     baseline: bool = True
+    coder: str | None = None
 
     def validate(self) -> None:
+        from ..coding import ALGORITHMS
         from .bridge import BRIDGE_KINDS
 
+        if self.coder is not None and self.coder not in ALGORITHMS:
+            raise ParameterError(f"unknown coder {self.coder!r}; choose one of {', '.join(ALGORITHMS)} (or none)")
         if self.bridge not in BRIDGE_KINDS:
             raise ParameterError(f"unknown bridge {self.bridge!r}; choose one of {', '.join(BRIDGE_KINDS)}")
         for name in ("top", "min_items", "candidates", "score_top"):
@@ -288,7 +295,8 @@ def explain_context(store: Any, space: str | None = None, config: ExplainConfig 
     notes: list[str] = []
     spaces = store.manifest["spaces"]
     encoder_of = {name: spaces[name]["encoder"]["name"] for name in spaces}
-    info: dict[str, Any] = {"store": str(store.path), "space": space, "items": n, "captioned_items": n_captioned,
+    info: dict[str, Any] = {"store": str(store.path), "space": space, "coder": cfg.coder or "own",
+                            "items": n, "captioned_items": n_captioned,
                             "encoder": encoder_of[space], "split": {k: int(len(v)) for k, v in split.items()}}
 
     text_space = "text" if "text" in spaces else None
@@ -457,7 +465,7 @@ def _explain_model(model: Any, ctx: ExplainContext, label: str, show_progress: b
     K = D.shape[0]
     bar = progress(4, f"explain {label}", enabled=show_progress, unit="step")
     try:
-        codes = model.transform(ctx.X)
+        codes = model.transform(ctx.X, coder=cfg.coder)
         bar.update(1)
         ev = atom_evidence(codes, D, top=cfg.top)
         desc_rows = ctx.split["describe"]

@@ -47,7 +47,7 @@ from ..modelio import read_model, write_model
 from ..preprocessing import DEFAULT as DEFAULT_PREPROCESSING
 from ..preprocessing import Preprocessor, parse_steps
 from ..sources import ArraySource, as_source
-from ..validation import as_matrix, check_choice, check_n_nonzero, check_positive_int, check_tol, resolve_device
+from ..validation import as_matrix, check_n_nonzero, check_positive_int, check_tol, resolve_device
 
 ARCHITECTURES = ("topk", "batchtopk", "relu", "featurechoice", "mutualchoice")
 THRESHOLD_ARCHITECTURES = ("batchtopk", "featurechoice", "mutualchoice")
@@ -453,13 +453,6 @@ class SAE(DictionaryModel):
                                           algorithm=coder, refit=coder == "mp", device=dev)
             codes = SparseCodes(codes.indices, codes.values, codes.n_atoms, norms)
             yield rows.cpu(), codes.to("cpu")
-
-    def transform(self, X: Any, *, batch_size: int | None = None, coder: str | None = None) -> SparseCodes:
-        """Codes of ``X``: the SAE's own encoder, or with ``coder="omp"``/``"mp"`` a pursuit
-        against its decoder (separates the encoder's share of a gap from the dictionary's)."""
-        if coder is not None:
-            check_choice(coder, "coder", ("omp", "mp"))
-        return SparseCodes.vstack([c for _, c in self._transform_chunks(X, batch_size, coder)])
 
     def save(self, path: str | Path) -> Path:
         self._check_fitted()
