@@ -214,13 +214,21 @@ def _parse_groups(text: str, option: str = "--groups") -> list[int]:
         raise ParameterError(f"{option} must be comma-separated integers; got {text!r}") from None
 
 
-def _model_and_rows(args: argparse.Namespace):
-    """The model folder and the rows named on the command line, checked against each other."""
-    from .models import check_rows, load_model
+def _load_model(args: argparse.Namespace):
+    """The model folder named on the command line, on ``--device`` when given."""
+    from .models import load_model
 
     model = load_model(args.model)
     if args.device is not None:
         model.set_params(device=args.device)
+    return model
+
+
+def _model_and_rows(args: argparse.Namespace):
+    """The model folder and the rows named on the command line, checked against each other."""
+    from .models import check_rows
+
+    model = _load_model(args)
     X = _load_input(args.input, args.key, args.space)
     check_rows(model, X)
     return model, X
@@ -307,11 +315,8 @@ def _explain(args: argparse.Namespace) -> int:
     from .analysis.explain import ExplainConfig, explain, summary_table, write_explanation
     from .data.store import EmbeddingStore, is_store
     from .errors import InputError
-    from .models import load_model
 
-    model = load_model(args.model)
-    if args.device is not None:
-        model.set_params(device=args.device)
+    model = _load_model(args)
     if not is_store(args.store):
         raise InputError(f"{args.store} is not an embedding store: explain needs the item ids and captions that "
                          "`dbksvd embed` keeps")
