@@ -23,6 +23,18 @@ def set_threads_env(threads: int) -> None:
         os.environ[var] = str(threads)
 
 
+def add_dataset_options(p, *, fashion_rows: int) -> None:
+    """The options of the scripts that embed the built-in datasets and train SAEs and DB-KSVD
+    on them (compare.py, explain.py): row counts, training budgets, store folder, threads, JSON."""
+    p.add_argument("--fashion-rows", type=int, default=fashion_rows, help=f"Fashion-MNIST images (default {fashion_rows:,})")
+    p.add_argument("--wordnet-rows", type=int, default=20000)
+    p.add_argument("--epochs", type=int, default=50, help="SAE epochs at most (default 50)")
+    p.add_argument("--iters", type=int, default=30, help="DB-KSVD passes (default 30)")
+    p.add_argument("--stores", default="/tmp/dbksvd-bench-stores", help="where the embedded datasets are kept")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", metavar="OUT.json", default=None)
+
+
 def threadpool_limits(threads: int):
     """A context that limits already-loaded BLAS / OpenMP pools (threadpoolctl), or does nothing."""
     try:

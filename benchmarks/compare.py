@@ -54,14 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--emoji-atoms", default="128,512")
     p.add_argument("--fashion-atoms", default="512,2048")
     p.add_argument("--wordnet-atoms", default="256,1024")
-    p.add_argument("--fashion-rows", type=int, default=10000,
-                   help="Fashion-MNIST images (default 10,000: at 20,000 the SAEs at K=2048 take hours on 2 cores)")
-    p.add_argument("--wordnet-rows", type=int, default=20000)
-    p.add_argument("--epochs", type=int, default=50, help="SAE epochs at most (default 50)")
-    p.add_argument("--iters", type=int, default=30, help="DB-KSVD passes (default 30)")
-    p.add_argument("--stores", default="/tmp/dbksvd-bench-stores", help="where the embedded datasets are kept")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", metavar="OUT.json", default=None)
+    _common.add_dataset_options(p, fashion_rows=10000)  # 10,000 for compare: at 20,000 its SAEs at K=2048 take hours
     return p.parse_args(argv)
 
 

@@ -60,13 +60,7 @@ def parse_args(argv=None):
     p.add_argument("--emoji-atoms", type=int, default=256)
     p.add_argument("--fashion-atoms", type=int, default=512)
     p.add_argument("--wordnet-atoms", type=int, default=1024)
-    p.add_argument("--fashion-rows", type=int, default=20000)
-    p.add_argument("--wordnet-rows", type=int, default=20000)
-    p.add_argument("--epochs", type=int, default=50, help="SAE epochs at most (default 50)")
-    p.add_argument("--iters", type=int, default=30, help="DB-KSVD passes (default 30)")
-    p.add_argument("--stores", default="/tmp/dbksvd-bench-stores", help="where the embedded datasets are kept")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", metavar="OUT.json", default=None)
+    _common.add_dataset_options(p, fashion_rows=20000)
     return p.parse_args(argv)
 
 

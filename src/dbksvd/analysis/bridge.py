@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import InputError, ModelFormatError, ParameterError
 from ..metrics import recall_at_k
+from .describe import unit_rows
 
 BRIDGE_KINDS = ("ridge", "cca", "auto")
 #: Fewest image-caption pairs :func:`fit_bridge` accepts.
@@ -55,12 +56,6 @@ _VERSION = 1
 
 # ----------------------------------------------------------------------------------------------
 # Small helpers.
-
-def _unit(A: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit norm; an all-zero row stays zero."""
-    norms = np.linalg.norm(A, axis=-1, keepdims=True)
-    return A / np.where(norms > 0, norms, 1.0)
-
 
 def _matrix(A: Any, name: str, *, dim: int | None = None, space: str = "", allow_vector: bool = False
             ) -> np.ndarray:
@@ -168,20 +163,20 @@ class LinearBridge:
         unit-norm row space; not centred) -> (m, e) unit rows of the comparison space.
         A 1-D vector gives a 1-D result."""
         M = _matrix(U, "directions", dim=self.image_dim, space="image", allow_vector=True)
-        out = _unit(M @ self.wx)
+        out = unit_rows(M @ self.wx)
         return out[0] if np.ndim(U) == 1 else out
 
     def images(self, X: Any) -> np.ndarray:
         """Raw image rows (n, d_x) -> (n, e) unit rows of the comparison space."""
         M = _matrix(X, "images", dim=self.image_dim, space="image", allow_vector=True)
-        out = _unit((_unit(M) - self.mean_x) @ self.wx)
+        out = unit_rows((unit_rows(M) - self.mean_x) @ self.wx)
         return out[0] if np.ndim(X) == 1 else out
 
     def texts(self, T: Any) -> np.ndarray:
         """Raw text rows (p, d_y) -> (p, e) unit rows of the comparison space."""
         M = _matrix(T, "texts", dim=self.text_dim, space="text", allow_vector=True)
-        C = _unit(M) - self.mean_y
-        out = _unit(C if self.wy is None else C @ self.wy)
+        C = unit_rows(M) - self.mean_y
+        out = unit_rows(C if self.wy is None else C @ self.wy)
         return out[0] if np.ndim(T) == 1 else out
 
     # -- persistence ----------------------------------------------------------------------------
@@ -239,7 +234,7 @@ class _Side:
     use) the thin SVD of the centred rows."""
 
     def __init__(self, A: np.ndarray):
-        self.centred = _unit(A)
+        self.centred = unit_rows(A)
         self.mean = self.centred.mean(axis=0)
         self.centred -= self.mean
         self.dim = A.shape[1]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -129,9 +130,18 @@ class CaptionTerms:
         return out
 
 
-def _unit(X: torch.Tensor | np.ndarray) -> torch.Tensor:
-    T = torch.as_tensor(np.asarray(X), dtype=torch.float32)
-    return T / torch.linalg.vector_norm(T, dim=1, keepdim=True).clamp_min(1e-12)
+def unit_rows(A: Any) -> np.ndarray:
+    """Rows of ``A`` scaled to unit norm (float32 and float64 kept, anything else as float64);
+    an all-zero row stays zero."""
+    A = np.asarray(A)
+    if A.dtype not in (np.float32, np.float64):
+        A = A.astype(np.float64)
+    norms = np.linalg.norm(A, axis=-1, keepdims=True)
+    return A / np.where(norms > 0, norms, 1).astype(A.dtype)
+
+
+def _unit(X: Any) -> torch.Tensor:
+    return torch.as_tensor(unit_rows(np.asarray(X, dtype=np.float32)))
 
 
 def nearest_entries(directions: np.ndarray, entry_vectors: np.ndarray, top: int = 3,

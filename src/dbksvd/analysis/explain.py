@@ -39,7 +39,7 @@ from ..coding import SparseCodes
 from ..errors import MissingDependencyError, ParameterError
 from ..io import atomic_path
 from .compare import split_rows
-from .describe import CaptionTerms, head_classes, nearest_entries
+from .describe import CaptionTerms, head_classes, nearest_entries, unit_rows
 from .evidence import AtomEvidence, active_matrix, atom_evidence
 
 DEFAULT_TEXT_ENCODER = "minilm"
@@ -98,26 +98,19 @@ class ExplainConfig:
 # -- the text side: encoder, caption embeddings, vocabularies, mapping into the text space --
 
 
-def _unit_rows(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float32)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-
-
 class TextSide:
     """The text encoder and what is embedded with it: captions, phrases, vocabularies.
 
-    ``captions`` (n,): the store's captions (None where an item has none); ``caption_rows``
-    (n, e): the store's ``text`` space when it exists (its encoder is then the text encoder).
-    Embedded phrases are kept in memory; vocabularies are also cached on disk (by encoder and
-    entries) under :func:`dbksvd.encoders.base.cache_dir`.
+    ``spec``: the text encoder (loaded on first use). Embedded phrases are kept in memory
+    (:meth:`known` adds ones embedded elsewhere, such as a store's captions); vocabularies are
+    also cached on disk (by encoder and entries) under :func:`dbksvd.encoders.base.cache_dir`.
     """
 
-    def __init__(self, spec: str, caption_rows: np.ndarray | None = None, show_progress: bool = True):
+    def __init__(self, spec: str, show_progress: bool = True):
         self.spec = spec
         self._encoder = None
         self._phrases: dict[str, np.ndarray] = {}
         self.show_progress = show_progress
-        self.caption_rows = caption_rows
 
     @property
     def encoder(self):
@@ -131,7 +124,7 @@ class TextSide:
         """(len(texts), e) float32 unit rows, from memory where already embedded."""
         todo = list(dict.fromkeys(t for t in texts if t not in self._phrases))
         if todo:
-            rows = _unit_rows(self.encoder.encode_texts(todo, progress=self.show_progress and len(todo) > 2000))
+            rows = unit_rows(self.encoder.encode_texts(todo, progress=self.show_progress and len(todo) > 2000))
             self._phrases.update(zip(todo, rows))
         if not texts:
             return np.zeros((0, self.encoder.dim("text")), dtype=np.float32)
@@ -140,7 +133,7 @@ class TextSide:
     def known(self, texts: Sequence[str | None], rows: np.ndarray) -> None:
         """Remember ``rows`` (n, e) as the embeddings of ``texts`` (e.g. a store's captions and
         its text space), so that they are not embedded again."""
-        unit = _unit_rows(rows)
+        unit = unit_rows(rows)
         for t, r in zip(texts, unit):
             if t is not None:
                 self._phrases.setdefault(t, r)
@@ -164,7 +157,7 @@ class TextSide:
                 rows = None
         if rows is None:
             rows = self.encoder.encode_texts(list(vocab.entries), progress=self.show_progress)
-            rows = _unit_rows(rows).astype(np.float16)
+            rows = unit_rows(rows).astype(np.float16)
             try:
                 with atomic_path(path) as tmp:
                     with open(tmp, "wb") as f:
@@ -183,11 +176,11 @@ class SharedSpace:
     kind = "shared"
 
     def directions(self, U: np.ndarray) -> np.ndarray:
-        return _unit_rows(U)
+        return unit_rows(U)
 
     def texts(self, T: np.ndarray) -> np.ndarray:
-        T = _unit_rows(T)
-        return _unit_rows(T - T.mean(axis=0, keepdims=True))
+        T = unit_rows(T)
+        return unit_rows(T - T.mean(axis=0, keepdims=True))
 
 
 # -- the result -------------------------------------------------------------------------------
@@ -310,7 +303,7 @@ def explain_context(store: Any, space: str | None = None, config: ExplainConfig 
             caption_rows = store.space(text_space).to_numpy().astype(np.float32)
         elif shared:
             caption_rows = X
-    text = TextSide(text_spec, caption_rows, show_progress)
+    text = TextSide(text_spec, show_progress)
     info["text_encoder"] = text_spec
 
     caption_unit, terms = None, None
@@ -320,7 +313,7 @@ def explain_context(store: Any, space: str | None = None, config: ExplainConfig 
             rows_ = text.embed([captions[i] for i in present])  # each distinct caption once
             caption_rows = np.zeros((n, rows_.shape[1]), dtype=np.float32)
             caption_rows[present] = rows_
-        caption_unit = _unit_rows(caption_rows)
+        caption_unit = unit_rows(caption_rows)
         text.known(captions, caption_unit)
         terms = CaptionTerms(captions)
         if n_captioned < n:
