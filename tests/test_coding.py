@@ -221,3 +221,20 @@ def test_threshold_keeps_the_largest_projections_without_explaining_away():
     assert got == pytest.approx({0: 3.0, 2: 2.6})
     omp = sparse_encode(X, D, 2, algorithm="omp")  # OMP's second atom explains the residual instead
     assert sorted(omp.indices[0].tolist()) == [0, 1]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_threshold_refit_is_least_squares_on_the_detector_support(backend, rng):
+    """Thresholding pursuit: the support of the bare reading, coefficients from least squares."""
+    D = unit_rows(rng, 60, 30)
+    X = rng.standard_normal((80, 30))
+    bare = sparse_encode(X, D, 6, algorithm="threshold", backend=backend)
+    fitted = sparse_encode(X, D, 6, algorithm="threshold", refit=True, backend=backend)
+    assert torch.equal(bare.indices, fitted.indices)
+    idx, val = fitted.to_numpy()
+    for i in range(len(X)):
+        coef, *_ = np.linalg.lstsq(D[idx[i]].T, X[i], rcond=None)
+        np.testing.assert_allclose(val[i], coef, rtol=1e-6, atol=1e-8)
+    # least squares on the same support never reconstructs worse than the projections
+    err = lambda c: np.linalg.norm(X - c.reconstruct(torch.as_tensor(D)).numpy(), axis=1)
+    assert np.all(err(fitted) <= err(bare) + 1e-9) and err(fitted).mean() < 0.95 * err(bare).mean()

@@ -51,6 +51,22 @@ def test_variants_fit_well(kw):
     assert model.score(p.X) > 0.85
 
 
+def test_threshold_pursuit_codes_with_least_squares_and_reads_bare_on_request():
+    p = make_sparse_problem(1500, 20, 50, 3, snr_db=30, random_state=3)
+    model = small(coder="threshold").fit(p.X)
+    losses = [h["loss"] for h in model.history_]
+    assert losses[-1] < 0.5 * losses[0] and model.score(p.X) > 0.6  # it learns, if less well than OMP
+    own, bare = model.transform(p.X), model.transform(p.X, coder="threshold")
+    assert torch.equal(own.indices, bare.indices)  # the same detector support
+    D = torch.as_tensor(model.components_, dtype=torch.float64)
+    X = torch.as_tensor(p.X, dtype=torch.float64)
+    assert torch.allclose(bare.values.double(), (X.unsqueeze(1) * D[bare.indices]).sum(-1), atol=1e-4)
+    err = lambda c: float(torch.linalg.vector_norm(X - c.reconstruct(model.components_).double(), dim=1).mean())
+    assert err(own) < err(bare)
+    # OMP on the same atoms reconstructs at least as well as the thresholding pursuit
+    assert model.score(p.X) <= metrics.explained_signal(p.X, model.inverse_transform(model.transform(p.X, coder="omp"))) + 1e-6
+
+
 def test_float64_and_torch_input():
     p = make_sparse_problem(500, 10, 20, 2, random_state=0, dtype=np.float64)
     model = DBKSVD(20, 2, preprocessing="none", max_iter=3, random_state=0, device="cpu").fit(torch.from_numpy(p.X))

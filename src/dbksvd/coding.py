@@ -194,8 +194,9 @@ def sparse_encode(
         ``"threshold"`` (the k atoms with the largest |⟨x, D_j⟩|, coefficient ⟨x, D_j⟩: no
         explaining away; each atom read as a detector, e.g. to ask which items an atom
         responds to rather than which atoms reconstruct an item best).
-    tol : stop a row early once ‖x - x̂‖ <= tol · ‖x‖.
-    refit : ``"mp"`` only: least-squares coefficients on the chosen support at the end.
+    tol : ``"omp"``/``"mp"``: stop a row early once ‖x - x̂‖ <= tol · ‖x‖.
+    refit : ``"mp"`` and ``"threshold"``: least-squares coefficients on the chosen support
+        at the end (thresholding with a refit is the classic "thresholding pursuit").
     batch_size : rows per chunk (memory is bounded by it); default from K and k.
     device : where to compute; default the device of ``X`` (CPU for numpy input).
     backend : ``"auto"`` (numba kernels on CPU, torch elsewhere), ``"numba"`` or ``"torch"``.
@@ -224,7 +225,7 @@ def sparse_encode(
     if backend == "numba" and dev.type != "cpu":
         backend = "torch"
     batch_size = check_positive_int(batch_size, "batch_size", allow_none=True) or default_batch_size(K, k, dev, backend)
-    if algorithm == "threshold":
+    if algorithm == "threshold" and not refit:
         G = None
     else:
         G = gram(D) if gram_matrix is None else gram_matrix.to(device=dev, dtype=D.dtype)
@@ -236,8 +237,11 @@ def sparse_encode(
         P = Xb @ D.T
         if algorithm == "threshold":
             idx = P.abs().topk(k, dim=1).indices
+            val = P.gather(1, idx)
+            if refit:
+                val = _refit(P, G, idx, val, backend)
             out_idx[start:start + batch_size] = idx
-            out_val[start:start + batch_size] = P.gather(1, idx)
+            out_val[start:start + batch_size] = val
             continue
         x2 = torch.linalg.vector_norm(Xb, dim=1, dtype=torch.float64).square()
         tol2 = x2 * (tol * tol) if tol else torch.zeros_like(x2)
@@ -281,6 +285,21 @@ def _encode_numba(P, G, x2, tol2, k, algorithm, refit, max_steps):
             if refit:
                 _kernels.refit_gram(Pn, Gn, idx, val)
     return torch.from_numpy(idx), torch.from_numpy(val)
+
+
+def _refit(P, G, idx, val, backend):
+    """Least-squares coefficients on the supports ``idx`` (n, k) (slots with value 0 unused)."""
+    if backend != "numba":
+        return _refit_torch(P, G, idx, val)
+    from . import _kernels
+    import numba
+
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    idx_n = idx.contiguous().numpy()
+    val_n = val.contiguous().numpy().copy()
+    with _KERNEL_LOCK:
+        _kernels.refit_gram(P.contiguous().numpy(), G.contiguous().numpy(), idx_n, val_n)
+    return torch.from_numpy(val_n)
 
 
 # ---------------------------------------------------------------------------------------------

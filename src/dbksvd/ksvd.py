@@ -41,8 +41,9 @@ from .validation import (
     resolve_device,
 )
 
-#: pursuits a fit can use (``transform(coder="threshold")`` also reads atoms as detectors)
-TRAINING_CODERS = ("omp", "mp")
+#: pursuits a fit can use; as the model's own pursuit, MP and thresholding end with a
+#: least-squares refit (``transform(coder="threshold")`` on any model is the bare detector reading)
+TRAINING_CODERS = ("omp", "mp", "threshold")
 
 COHERENCE_THRESHOLD = 0.99
 #: Atoms used by fewer rows of a batch than this are replaced (the K-SVD toolbox uses 4).
@@ -64,7 +65,11 @@ class DBKSVD(DictionaryModel):
     ----------
     n_atoms : K, the number of atoms (rows of ``components_``).
     n_nonzero : k, the most atoms per row (1 <= k <= min(K, d)).
-    coder : ``"omp"`` (exact, Batch-OMP) or ``"mp"`` (matching pursuit with least-squares refit).
+    coder : the pursuit: ``"omp"`` (exact, Batch-OMP: the best reconstructions), ``"mp"``
+        (matching pursuit with least-squares refit) or ``"threshold"`` (thresholding pursuit:
+        each row's k atoms with the largest |⟨x, D_j⟩|, least-squares coefficients; no
+        explaining away, so an atom is active exactly where it responds most, which makes its
+        activations easier to describe at some cost in reconstruction; BENCHMARKS.md).
     max_iter : passes over the data.
     batch_size : rows per sample batch (one K-SVD iteration each); the reference uses 2^16.
     atom_batch_size : atoms updated together from one snapshot; default ``ceil(K / 8)``.
@@ -366,6 +371,8 @@ class DBKSVD(DictionaryModel):
         source = as_source(X)
         self._check_features(source.shape[1], source)
         cfg = self._validated(source.shape[1])
+        # the model's own pursuit ends with a least-squares refit; a reading asked for by name is the bare algorithm
+        refit = cfg["coder"] in ("mp", "threshold") if coder is None else coder == "mp"
         if coder is not None:
             cfg = {**cfg, "coder": coder}
         step = check_positive_int(batch_size, "batch_size", allow_none=True) or cfg["batch_size"]
@@ -373,13 +380,13 @@ class DBKSVD(DictionaryModel):
         D = torch.as_tensor(self.components_, dtype=dtype, device=cfg["device"])
         bounds = _group_bounds(cfg["groups"])
         # once, not once per chunk (thresholding needs none)
-        grams = [None if cfg["coder"] == "threshold" else gram(D[lo:hi]) for lo, hi, _ in bounds]
+        grams = [None if cfg["coder"] == "threshold" and not refit else gram(D[lo:hi]) for lo, hi, _ in bounds]
         for chunk in source.iter_chunks(step):
             X_chunk = as_matrix(chunk, dtype=dtype, device=cfg["device"])
             target, norms = self._preprocessor().apply(X_chunk)
             parts = []
             for (lo, hi, kg), G in zip(bounds, grams):
-                codes = self._code(target, D[lo:hi], kg, cfg, G)
+                codes = self._code(target, D[lo:hi], kg, cfg, G, refit=refit)
                 parts.append(codes)
                 if hi < D.shape[0]:
                     target = target - codes.reconstruct(D[lo:hi])
@@ -388,10 +395,12 @@ class DBKSVD(DictionaryModel):
             yield X_chunk.cpu(), codes.to("cpu")
 
     def _code(self, X: torch.Tensor, D: torch.Tensor, k: int, cfg: dict[str, Any],
-              gram_matrix: torch.Tensor | None = None) -> SparseCodes:
-        """The model's sparse coder (MP always with its least-squares refit)."""
+              gram_matrix: torch.Tensor | None = None, refit: bool | None = None) -> SparseCodes:
+        """The model's sparse coder (default: MP and thresholding with their least-squares refit)."""
+        if refit is None:
+            refit = cfg["coder"] in ("mp", "threshold")
         return sparse_encode(X, D, k, algorithm=cfg["coder"], tol=cfg["coder_tol"],
-                             refit=cfg["coder"] == "mp", device=D.device, gram_matrix=gram_matrix)
+                             refit=refit, device=D.device, gram_matrix=gram_matrix)
 
     def save(self, path: str | Path) -> Path:
         """Write the model folder (:mod:`dbksvd.modelio`) atomically."""
