@@ -19,7 +19,8 @@ def data(fashion_store):
 
 
 def small(**kw):
-    params = dict(atoms=32, nnz=(4,), methods=("dbksvd", "topk", "random"), dbksvd_iters=10, sae_epochs=15)
+    params = dict(atoms=32, nnz=(4,), methods=("dbksvd", "dbksvd-threshold", "topk", "random"), dbksvd_iters=10,
+                  sae_epochs=15)
     params.update(kw)
     return CompareConfig(**params)
 
@@ -32,7 +33,11 @@ def test_comparison_rows_are_complete_reproducible_and_ordered(data):
     X, labels = data
     a = run_comparison(X, small(), labels, show_progress=False)
     rows = {r["method"]: r for r in a["results"]}
-    assert set(rows) == {"dbksvd", "topk", "topk+omp", "random"}
+    assert set(rows) == {"dbksvd", "dbksvd-threshold", "topk", "topk+omp", "random"}
+    assert [rows[m]["coder"] for m in ("dbksvd", "dbksvd-threshold", "topk")] == ["omp", "threshold", "own"]
+    # the thresholding pursuit reconstructs less than OMP, far more than random directions
+    assert rows["random"]["explained_signal"] + 0.05 < rows["dbksvd-threshold"]["explained_signal"] \
+        < rows["dbksvd"]["explained_signal"]
     assert all(r["status"] == "ok" for r in rows.values())
     assert a["split"] == {"test": 60, "val": 30, "train": 210}
     for r in rows.values():

@@ -60,6 +60,19 @@ def test_head_classes_reads_the_largest_logit_changes():
     assert idx.tolist() == [[0, 1], [2, 1]] and val[0, 0] == pytest.approx(1.0)
 
 
+def test_distinct_descriptions_within_one_standard_error():
+    from dbksvd.analysis.explain import _distinct
+
+    cands = [[("flag", "a"), ("banner", "b")],          # the most faithful atom keeps "flag"
+             [("Flag", "a"), ("pennant", "b")],         # "pennant" is within its margin: takes it
+             [("flag", "a"), ("sky", "b")],             # "sky" is far worse: keeps the shared "flag"
+             [("flag", "a")]]                           # the other side of an atom: left alone
+    choice_f = [np.array([0.9, 0.7]), np.array([0.85, 0.82]), np.array([0.8, 0.5]), np.array([0.95])]
+    chosen = [0, 0, 0, 0]
+    _distinct(cands, chosen, choice_f, np.array([True, True, True, False]), np.array([0.05, 0.05, 0.05, 0.05]))
+    assert chosen == [0, 1, 0, 0]
+
+
 # -- the whole pipeline on real data --------------------------------------------------------
 
 
@@ -107,6 +120,31 @@ def test_real_dictionary_beats_random_directions(emoji_store, emoji_image_model)
             assert rec["alternatives"][0]["description"]
             assert rec["description"] in [a["description"] for a in rec["alternatives"]]
             assert rec["usage"] > 0
+
+
+def test_distinct_descriptions_raise_diversity_on_real_atoms(emoji_store, emoji_image_model):
+    plain = explain(emoji_image_model, emoji_store, config=ExplainConfig(**FAST, baseline=False, distinct=False),
+                    show_progress=False)
+    distinct = explain(emoji_image_model, emoji_store, config=ExplainConfig(**FAST, baseline=False), show_progress=False)
+    assert distinct.summary["diversity"] > plain.summary["diversity"]
+    held = {r["description"].casefold() for r in distinct.atoms if r["description"]}
+    changed = [(a, b) for a, b in zip(plain.atoms, distinct.atoms) if a["description"] != b["description"]]
+    assert changed
+    for a, b in changed:  # a switch only ever leaves a description another atom still holds
+        assert a["description"].casefold() in held
+        assert b["description"] in [alt["description"] for alt in a["alternatives"]]
+    assert abs(distinct.summary["faithfulness"]["mean"] - plain.summary["faithfulness"]["mean"]) < 0.02
+
+
+def test_thresholding_pursuit_atoms_are_described_and_reconstruct(emoji_store):
+    X = emoji_store.space("image")
+    model = DBKSVD(64, 4, coder="threshold", max_iter=8, random_state=0).fit(X)
+    expl = explain(model, emoji_store, config=ExplainConfig(**FAST), show_progress=False)
+    s, r = expl.summary, expl.summary["random"]
+    assert s["faithfulness"]["mean"] > r["faithfulness"]["mean"] + 0.05
+    assert s["specificity"]["mean"] > r["specificity"]["mean"]
+    from dbksvd.baselines import RandomDictionary
+    assert model.score(X) > RandomDictionary(64, 4, random_state=0).fit(X).score(X) + 0.1
 
 
 def test_explain_is_deterministic_and_round_trips(emoji_store, emoji_image_model, tmp_path):

@@ -104,6 +104,17 @@ def test_faithfulness_auroc_by_hand():
     assert metrics.faithfulness([[3.0, 2.0, 1.0]], [[False, True, True]])[0] == 0.0
 
 
+def test_auroc_standard_error_by_hand():
+    # Hanley & McNeil (1982): A = 0.5, 10 + 10 items: Q1 = Q2 = 1/3,
+    # var = (0.25 + 9 (1/3 - 1/4) + 9 (1/3 - 1/4)) / 100 = 0.0175
+    assert metrics.auroc_standard_error(0.5, 10, 10) == pytest.approx(np.sqrt(0.0175))
+    # A = 0.8, 50 + 50: Q1 = 2/3, Q2 = 1.28 / 1.8; var = (0.16 + 49 (Q1 - 0.64) + 49 (Q2 - 0.64)) / 2500
+    q1, q2 = 0.8 / 1.2, 1.28 / 1.8
+    assert metrics.auroc_standard_error(0.8, 50, 50) == pytest.approx(np.sqrt((0.16 + 49 * (q1 - 0.64) + 49 * (q2 - 0.64)) / 2500))
+    got = metrics.auroc_standard_error([0.7, 0.7, 0.7], [5, 50, 0], [100, 1000, 10])
+    assert got[0] > got[1] > 0 and np.isnan(got[2])  # more items, smaller error; none: undefined
+
+
 def test_faithfulness_undefined_without_both_classes():
     got = metrics.faithfulness([[1.0, 2.0], [1.0, 2.0]], [[True, True], [False, False]])
     assert np.isnan(got).all()

@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--iters", type=int, default=20, help="passes over the data (default 20)")
     f.add_argument("--batch-size", type=int, default=65536, help="rows per sample batch (default 65536)")
     f.add_argument("--atom-batch-size", type=int, default=None, help="atoms updated together (default K/8)")
-    f.add_argument("--coder", choices=("omp", "mp"), default="omp")
+    f.add_argument("--coder", choices=("omp", "mp", "threshold"), default="omp",
+                   help="pursuit: omp (best reconstructions), mp, or threshold (thresholding pursuit: activations easier to describe)")
     f.add_argument("--update", choices=("power", "svd"), default="power")
     f.add_argument("--groups", help="Matryoshka group sizes, e.g. 256,768 (must add up to --atoms)")
     f.add_argument("--tol", type=float, default=None, help="stop when a pass improves the loss by less than this fraction")
@@ -79,8 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--labels", help=".npy of (n,) labels for probe retention (a store's labels are used by default)")
     c.add_argument("--atoms", type=int, required=True, help="dictionary size K (every method)")
     c.add_argument("--nnz", required=True, help="comma-separated k values, e.g. 8,16,32")
-    c.add_argument("--methods", default=",".join(("dbksvd", "topk", "batchtopk", "relu", "featurechoice", "mutualchoice", "random")),
-                   help="comma-separated: dbksvd, topk, batchtopk, relu, featurechoice, mutualchoice, sklearn, random")
+    c.add_argument("--methods", default=None,
+                   help="comma-separated: dbksvd, dbksvd-threshold, topk, batchtopk, relu, featurechoice, mutualchoice, "
+                        "sklearn, random (default: all but sklearn)")
     c.add_argument("--out", required=True, help="report folder")
     c.add_argument("--iters", type=int, default=30, help="DB-KSVD passes (default 30)")
     c.add_argument("--epochs", type=int, default=50, help="SAE epochs at most (default 50, early stopping)")
@@ -110,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--coder", choices=("own", "threshold", "omp", "mp"), default="own",
                    help="which items an atom fires on: the model's own codes (default), or 'threshold': each "
                         "item's k largest |projections| (atoms read as detectors)")
+    x.add_argument("--allow-shared", action="store_true",
+                   help="keep each atom's best description even when another atom holds it (default: take a "
+                        "free one within one standard error)")
     x.add_argument("--device", default=None)
     x.add_argument("--quiet", action="store_true")
 
@@ -270,7 +275,7 @@ def _model_metrics(model, X) -> dict:
 def _compare(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .analysis.compare import CompareConfig, markdown_table, run_comparison, split_rows, write_report
+    from .analysis.compare import DEFAULT_METHODS, CompareConfig, markdown_table, run_comparison, split_rows, write_report
     from .errors import InputError
 
     X = _load_input(args.input, args.key, args.space)
@@ -283,8 +288,8 @@ def _compare(args: argparse.Namespace) -> int:
         found = [r.get("label") for r in X.store.metadata()]
         labels = np.array(found) if all(v is not None for v in found) else None
     rows = X.to_numpy() if hasattr(X, "to_numpy") else np.asarray(X)
-    cfg = CompareConfig(atoms=args.atoms, nnz=tuple(_parse_groups(args.nnz, "--nnz")),
-                        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), seed=args.seed,
+    methods = DEFAULT_METHODS if args.methods is None else tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    cfg = CompareConfig(atoms=args.atoms, nnz=tuple(_parse_groups(args.nnz, "--nnz")), methods=methods, seed=args.seed,
                         preprocessing=args.preprocessing, dbksvd_iters=args.iters, sae_epochs=args.epochs,
                         pursuit=not args.no_pursuit, device=args.device)
     cfg.validate(*rows.shape)
@@ -323,7 +328,7 @@ def _explain(args: argparse.Namespace) -> int:
     vocab = None if args.vocab is None else tuple(v.strip() for v in args.vocab.split(",") if v.strip())
     cfg = ExplainConfig(vocabularies=vocab, bridge=args.bridge, top=args.top, min_items=args.min_items,
                         seed=args.seed, text_encoder=args.text_encoder, baseline=not args.no_baseline,
-                        coder=None if args.coder == "own" else args.coder)
+                        coder=None if args.coder == "own" else args.coder, distinct=not args.allow_shared)
     expl = explain(model, EmbeddingStore(args.store), args.space, cfg, show_progress=not args.quiet)
     write_explanation(expl, args.out)
     print(summary_table(expl.summary), end="")

@@ -201,6 +201,19 @@ def faithfulness(similarity: Any, active: Any) -> np.ndarray:
         return np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
 
 
+def auroc_standard_error(auroc: Any, n_pos: Any, n_neg: Any) -> np.ndarray:
+    """The standard error of an AUROC estimated from ``n_pos`` positive and ``n_neg`` negative
+    items (Hanley & McNeil 1982): ``sqrt((A(1-A) + (n₁-1)(Q₁-A²) + (n₂-1)(Q₂-A²)) / (n₁ n₂))``
+    with ``Q₁ = A/(2-A)``, ``Q₂ = 2A²/(1+A)``. Broadcasts; NaN where a count is 0."""
+    A = np.asarray(auroc, dtype=np.float64)
+    n1 = np.asarray(n_pos, dtype=np.float64)
+    n2 = np.asarray(n_neg, dtype=np.float64)
+    q1, q2 = A / (2 - A), 2 * A * A / (1 + A)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = (A * (1 - A) + (n1 - 1) * (q1 - A * A) + (n2 - 1) * (q2 - A * A)) / (n1 * n2)
+        return np.where((n1 > 0) & (n2 > 0), np.sqrt(np.maximum(var, 0.0)), np.nan)
+
+
 def specificity(similarity_to_atoms: Any, own: Any) -> np.ndarray:
     """Specificity per described atom: the reciprocal rank of the atom itself when every
     candidate atom ``l`` is scored by ``similarity_to_atoms[j, l]``, the mean similarity of

@@ -31,8 +31,10 @@ from ..preprocessing import DEFAULT as DEFAULT_PREPROCESSING
 from ..update import atom_usage
 
 SAE_METHODS = ("topk", "batchtopk", "relu", "featurechoice", "mutualchoice")
-METHODS = ("dbksvd", *SAE_METHODS, "sklearn", "random")
-DEFAULT_METHODS = ("dbksvd", "topk", "batchtopk", "relu", "featurechoice", "mutualchoice", "random")
+#: ``dbksvd``: DB-KSVD with OMP (the best reconstructions); ``dbksvd-threshold``: with the
+#: thresholding pursuit (detector supports: the more describable atoms, BENCHMARKS.md)
+METHODS = ("dbksvd", "dbksvd-threshold", *SAE_METHODS, "sklearn", "random")
+DEFAULT_METHODS = ("dbksvd", "dbksvd-threshold", "topk", "batchtopk", "relu", "featurechoice", "mutualchoice", "random")
 #: Test and validation sets hold at most this many rows each.
 MAX_EVAL_ROWS = 20000
 
@@ -105,14 +107,22 @@ def _make(method: str, K: int, k: int, cfg: CompareConfig, n_train: int) -> Any:
     from ..ksvd import DBKSVD
 
     common = {"preprocessing": cfg.preprocessing, "random_state": cfg.seed, "device": cfg.device}
-    if method == "dbksvd":
-        return DBKSVD(K, k, max_iter=cfg.dbksvd_iters, batch_size=cfg.dbksvd_batch_size, **common)
+    if method.startswith("dbksvd"):
+        return DBKSVD(K, k, coder=_coder_name(method), max_iter=cfg.dbksvd_iters, batch_size=cfg.dbksvd_batch_size,
+                      **common)
     if method == "random":
         return RandomDictionary(K, k, **common)
     if method == "sklearn":
         return MiniBatchDictionary(K, k, max_iter=max(1, cfg.dbksvd_iters // 3), **common)
     batch = max(16, min(cfg.sae_batch_size, n_train // 8))
     return SAE(method, K, k, batch_size=batch, max_epochs=cfg.sae_epochs, **common)
+
+
+def _coder_name(method: str) -> str:
+    """How a method's own codes are computed, for the report's ``coder`` column."""
+    if method in SAE_METHODS:
+        return "own"
+    return "threshold" if method == "dbksvd-threshold" else "omp"
 
 
 def run_comparison(X: np.ndarray, cfg: CompareConfig, labels: np.ndarray | None = None,
@@ -148,7 +158,7 @@ def run_comparison(X: np.ndarray, cfg: CompareConfig, labels: np.ndarray | None 
     try:
         for method, k in jobs:
             bar.set_postfix(method=method, k=k)
-            base = {"method": method, "k": k, "coder": "own" if method in SAE_METHODS else "omp"}
+            base = {"method": method, "k": k, "coder": _coder_name(method)}
             try:
                 model = _make(method, cfg.atoms, k, cfg, train.shape[0])
                 with PeakRSS() as mem:
@@ -158,7 +168,7 @@ def run_comparison(X: np.ndarray, cfg: CompareConfig, labels: np.ndarray | None 
                         model.fit(train)
                 fit = {"train_seconds": mem.seconds, "train_peak_rss_mb": mem.peak / 2**20,
                        "train_extra_rss_mb": mem.extra / 2**20}
-                variants = [("own" if method in SAE_METHODS else "omp", None)]
+                variants = [(_coder_name(method), None)]
                 if method in SAE_METHODS and cfg.pursuit:
                     variants.append(("omp", "omp"))
                 for coder_name, coder in variants:

@@ -11,8 +11,9 @@ items once (``describe`` / ``select`` / ``test``, by ``seed``) and, per atom and
    (directly when the model's space is the text space or shared with it, as CLIP's; else
    through a linear image->text bridge learned from the image-caption pairs, :mod:`.bridge`);
    the classes the atom pushes up through the encoder's classifier head;
-3. **choice**: the candidate with the best faithfulness on the ``select`` items; every
-   candidate's scores on the ``test`` items are kept (metrics.md: faithfulness = AUROC of
+3. **choice**: the candidate with the best faithfulness on the ``describe`` and ``select``
+   items (every item but the test ones), preferring words no other atom holds within one
+   standard error of the best; every candidate's scores on the ``test`` items are kept (metrics.md: faithfulness = AUROC of
    ``sim(description, caption)`` for the items where the atom fires with the described sign;
    specificity = reciprocal rank of the atom among all atoms by the description's mean
    similarity to their top test items; diversity = distinct / described).
@@ -60,7 +61,9 @@ class ExplainConfig:
     ``baseline``: also describe a random-direction dictionary of the same size and sparsity;
     ``coder``: which items an atom "fires" on: None for the model's own codes, or a pursuit of
     :data:`dbksvd.coding.ALGORITHMS` against its atoms (``"threshold"``: the k atoms with the
-    largest |projection| of each item, every atom read as a detector, without explaining away).
+    largest |projection| of each item, every atom read as a detector, without explaining away);
+    ``distinct``: an atom whose best description another, more faithful atom already holds
+    takes its best free candidate within one standard error of its best (else keeps it).
     """
 
     vocabularies: tuple[str, ...] | None = None
@@ -75,6 +78,7 @@ class ExplainConfig:
     text_encoder: str | None = None
     baseline: bool = True
     coder: str | None = None
+    distinct: bool = True
 
     def validate(self) -> None:
         from ..coding import ALGORITHMS
@@ -404,6 +408,8 @@ def _candidates(ctx: ExplainContext, D: np.ndarray, units: list[tuple[int, str]]
             idx, _ = nearest_entries(centroids, vectors, ctx.cfg.candidates)
             for c, row in zip(cands, idx):
                 c.extend((vocab.entries[i], f"items:{vocab.name}") for i in row)
+                if len(row) > 1:  # what the nearest entries name together
+                    c.append((", ".join(vocab.entries[i] for i in row), f"items:{vocab.name}:list"))
     if ctx.head is not None:
         idx, _ = head_classes(U, ctx.head.weight, ctx.cfg.candidates)
         for c, row in zip(cands, idx):
@@ -417,11 +423,11 @@ def _candidates(ctx: ExplainContext, D: np.ndarray, units: list[tuple[int, str]]
     return out
 
 
-def _scores(ctx: ExplainContext, codes: SparseCodes, split: str, units: list[tuple[int, str]], primary: np.ndarray,
-            E: np.ndarray, owner: np.ndarray, K: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def _scores(ctx: ExplainContext, codes: SparseCodes, rows: np.ndarray, units: list[tuple[int, str]], primary: np.ndarray,
+            E: np.ndarray, owner: np.ndarray, K: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Faithfulness and specificity of every candidate (embeddings ``E`` (c, e), ``owner``
-    (c,) its unit) on the items of ``split``."""
-    rows = ctx.split[split]
+    (c,) its unit) on the items ``rows``, and per unit the number of those items it is
+    active on."""
     C = ctx.caption_unit[rows]
     sub = _subset(codes, rows)
     atoms = np.array([a for a, _ in units])
@@ -449,7 +455,7 @@ def _scores(ctx: ExplainContext, codes: SparseCodes, split: str, units: list[tup
         own = np.where(primary[o], col_of[atoms[o]], -1)
         if len(cols):
             spec[s:s + chunk] = metrics.specificity(e @ tops[cols].T, own)
-    return faith, spec
+    return faith, spec, active.sum(axis=1)
 
 
 def _explain_model(model: Any, ctx: ExplainContext, label: str, show_progress: bool) -> tuple[list[dict], dict]:
@@ -482,17 +488,25 @@ def _explain_model(model: Any, ctx: ExplainContext, label: str, show_progress: b
             texts = [t for c in cands for t, _ in c]
             owner = np.array([u for u, c in enumerate(cands) for _ in c], dtype=np.int64)
             E = ctx.text.embed(texts)
-            f_sel, s_sel = _scores(ctx, codes, "select", units, primary, E, owner, K)
+            # the choice uses every item that is not held out for the test scores: the more
+            # items, the less a candidate wins by the chance of a few activations
+            choice_rows = np.sort(np.concatenate([ctx.split["describe"], ctx.split["select"]]))
+            f_sel, s_sel, n_active = _scores(ctx, codes, choice_rows, units, primary, E, owner, K)
             bar.update(1)
-            f_test, s_test = _scores(ctx, codes, "test", units, primary, E, owner, K)
-            start = 0
+            f_test, s_test, _ = _scores(ctx, codes, ctx.split["test"], units, primary, E, owner, K)
+            start, choice_f = 0, []
             for u, c in enumerate(cands):
                 f, sp = f_sel[start:start + len(c)], s_sel[start:start + len(c)]
                 key = [(-1.0 if math.isnan(a) else a, -1.0 if math.isnan(b) else b, -i)
                        for i, (a, b) in enumerate(zip(f, sp))]
                 chosen[u] = max(range(len(c)), key=lambda i: key[i]) if c else 0
+                choice_f.append(np.array([k[0] for k in key]))
                 test_scores[u] = (f_test[start:start + len(c)], s_test[start:start + len(c)])
                 start += len(c)
+            if cfg.distinct:
+                best = np.array([f[c] if len(f) else np.nan for f, c in zip(choice_f, chosen)])
+                margin = metrics.auroc_standard_error(np.clip(best, 0, 1), n_active, len(choice_rows) - n_active)
+                _distinct(cands, chosen, choice_f, primary, np.where(best >= 0, np.nan_to_num(margin, nan=0.0), 0.0))
         else:
             bar.update(1)
         bar.update(1)
@@ -500,6 +514,25 @@ def _explain_model(model: Any, ctx: ExplainContext, label: str, show_progress: b
         bar.close()
     atoms = _records(ctx, ev, units, primary, cands, chosen, test_scores, scored)
     return atoms, _aggregate(atoms, K, scored)
+
+
+def _distinct(cands: list[list[tuple[str, str]]], chosen: list[int], choice_f: list[np.ndarray],
+              primary: np.ndarray, margin: np.ndarray) -> None:
+    """Give two atoms the same words only when nothing as good is free (a one-standard-error
+    rule): in order of their choice faithfulness, each described atom keeps its best
+    candidate unless an atom before it holds that text, then takes its best free candidate
+    whose choice faithfulness is within ``margin[u]`` (the standard error of its best) of its
+    best, else keeps the shared one. ``chosen`` is updated in place; other sides are left alone."""
+    taken: set[str] = set()
+    order = sorted((u for u in range(len(cands)) if cands[u] and primary[u]),
+                   key=lambda u: -choice_f[u][chosen[u]])
+    for u in order:
+        best = choice_f[u][chosen[u]]
+        free = [i for i in np.argsort(-choice_f[u], kind="stable")
+                if choice_f[u][i] >= best - margin[u] and metrics.normalize_description(cands[u][i][0]) not in taken]
+        if free:
+            chosen[u] = int(free[0])
+        taken.add(metrics.normalize_description(cands[u][chosen[u]][0]))
 
 
 def _items(ctx: ExplainContext, rows: np.ndarray, coefs: np.ndarray) -> list[dict[str, Any]]:
