@@ -13,7 +13,8 @@ items once (``describe`` / ``select`` / ``test``, by ``seed``) and, per atom and
    the classes the atom pushes up through the encoder's classifier head;
 3. **choice**: the candidate with the best faithfulness on the ``describe`` and ``select``
    items (every item but the test ones), preferring words no other atom holds within one
-   standard error of the best; every candidate's scores on the ``test`` items are kept (metrics.md: faithfulness = AUROC of
+   standard error of the best; every candidate's scores on the ``test`` items are kept
+   (metrics.md: faithfulness = AUROC of
    ``sim(description, caption)`` for the items where the atom fires with the described sign;
    specificity = reciprocal rank of the atom among all atoms by the description's mean
    similarity to their top test items; diversity = distinct / described).
@@ -527,11 +528,12 @@ def _distinct(cands: list[list[tuple[str, str]]], chosen: list[int], choice_f: l
     order = sorted((u for u in range(len(cands)) if cands[u] and primary[u]),
                    key=lambda u: -choice_f[u][chosen[u]])
     for u in order:
-        best = choice_f[u][chosen[u]]
-        free = [i for i in np.argsort(-choice_f[u], kind="stable")
-                if choice_f[u][i] >= best - margin[u] and metrics.normalize_description(cands[u][i][0]) not in taken]
-        if free:
-            chosen[u] = int(free[0])
+        if metrics.normalize_description(cands[u][chosen[u]][0]) in taken:
+            best = choice_f[u][chosen[u]]
+            free = [i for i in np.argsort(-choice_f[u], kind="stable")
+                    if choice_f[u][i] >= best - margin[u] and metrics.normalize_description(cands[u][i][0]) not in taken]
+            if free:
+                chosen[u] = int(free[0])
         taken.add(metrics.normalize_description(cands[u][chosen[u]][0]))
 
 
