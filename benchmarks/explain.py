@@ -109,7 +109,7 @@ def fit(method: str, X, ctx, K: int, k: int, args, seed: int):
     return SAE("topk", K, k, batch_size=batch, max_epochs=args.epochs, random_state=seed).fit(X[describe], X_val=X[select])
 
 
-def test_explained_signal(model, X, ctx) -> float:
+def held_out_explained_signal(model, X, ctx) -> float:
     from dbksvd import metrics
 
     Xt = X[ctx.split["test"]]
@@ -158,7 +158,7 @@ def main(args) -> None:
                 t0 = time.perf_counter()
                 model = fit(method, X, ctx, K, args.nnz, args, seed)
                 t1 = time.perf_counter()
-                s = {**explanation_scores(model, ctx), "explained_signal": test_explained_signal(model, X, ctx)}
+                s = {**explanation_scores(model, ctx), "explained_signal": held_out_explained_signal(model, X, ctx)}
                 per_seed.setdefault(method, []).append(s)
                 print(f"   {method:<16} fit {t1 - t0:6.1f} s, explain {time.perf_counter() - t1:6.1f} s: "
                       + ", ".join(f"{k} {v:.3f}" for k, v in s.items() if v is not None))
