@@ -96,17 +96,16 @@ SMALL = 5000  # datasets with fewer items get --seeds seeds
 
 
 def fit(method: str, X, ctx, K: int, k: int, args, seed: int):
-    from dbksvd import DBKSVD
-    from dbksvd.baselines import SAE, RandomDictionary
+    """``method`` built as ``dbksvd compare`` builds it, fitted on the describe rows (an SAE
+    early-stops on the select rows)."""
+    from dbksvd.analysis.compare import SAE_METHODS, CompareConfig, make_model
 
     describe, select = ctx.split["describe"], ctx.split["select"]
-    if method.startswith("dbksvd"):
-        coder = "threshold" if method == "dbksvd-threshold" else "omp"
-        return DBKSVD(K, k, coder=coder, max_iter=args.iters, random_state=seed).fit(X[describe])
-    if method == "random":
-        return RandomDictionary(K, k, random_state=seed).fit(X[describe])
-    batch = max(16, min(4096, len(describe) // 8))
-    return SAE("topk", K, k, batch_size=batch, max_epochs=args.epochs, random_state=seed).fit(X[describe], X_val=X[select])
+    cfg = CompareConfig(atoms=K, nnz=(k,), seed=seed, dbksvd_iters=args.iters, sae_epochs=args.epochs)
+    model = make_model(method, K, k, cfg, len(describe))
+    if method in SAE_METHODS:
+        return model.fit(X[describe], X_val=X[select])
+    return model.fit(X[describe])
 
 
 def held_out_explained_signal(model, X, ctx) -> float:

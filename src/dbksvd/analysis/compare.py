@@ -101,7 +101,9 @@ def model_metrics(model: Any, X: Any, codes: Any = None) -> dict[str, Any]:
     return out
 
 
-def _make(method: str, K: int, k: int, cfg: CompareConfig, n_train: int) -> Any:
+def make_model(method: str, K: int, k: int, cfg: CompareConfig, n_train: int) -> Any:
+    """The unfitted model of ``method`` (one of :data:`METHODS`) with K atoms and k non-zeros, as
+    the comparison trains it (``n_train`` sets the SAE batch size)."""
     from ..baselines.classical import MiniBatchDictionary, RandomDictionary
     from ..baselines.sae import SAE
     from ..ksvd import DBKSVD
@@ -160,7 +162,7 @@ def run_comparison(X: np.ndarray, cfg: CompareConfig, labels: np.ndarray | None 
             bar.set_postfix(method=method, k=k)
             base = {"method": method, "k": k, "coder": _coder_name(method)}
             try:
-                model = _make(method, cfg.atoms, k, cfg, train.shape[0])
+                model = make_model(method, cfg.atoms, k, cfg, train.shape[0])
                 with PeakRSS() as mem:
                     if method in SAE_METHODS:
                         model.fit(train, X_val=val)

@@ -506,8 +506,9 @@ def _explain_model(model: Any, ctx: ExplainContext, label: str, show_progress: b
                 start += len(c)
             if cfg.distinct:
                 best = np.array([f[c] if len(f) else np.nan for f, c in zip(choice_f, chosen)])
+                # (-1 marks an undefined AUROC: clipped to 0, its standard error is 0)
                 margin = metrics.auroc_standard_error(np.clip(best, 0, 1), n_active, len(choice_rows) - n_active)
-                _distinct(cands, chosen, choice_f, primary, np.where(best >= 0, np.nan_to_num(margin, nan=0.0), 0.0))
+                _distinct(cands, chosen, choice_f, primary, np.nan_to_num(margin, nan=0.0))
         else:
             bar.update(1)
         bar.update(1)
