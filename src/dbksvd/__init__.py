@@ -13,6 +13,7 @@ from .errors import (
     MissingDependencyError,
     ModelFormatError,
     NotFittedError,
+    NotFoundError,
     ParameterError,
 )
 from .ksvd import DBKSVD, load
@@ -32,4 +33,5 @@ __all__ = [
     "DataFileError",
     "ModelFormatError",
     "NotFittedError",
+    "NotFoundError",
 ]

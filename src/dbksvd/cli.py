@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -129,7 +130,22 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--iters", type=int, default=None, help="passes (default 30; 10 with --synthetic)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--out", default=None, help="--synthetic: also save the learned model here")
+    d.add_argument("--no-serve", action="store_true", help="stop after the report instead of serving the explorer")
+    d.add_argument("--host", default="127.0.0.1", help="explorer address (default 127.0.0.1: this machine only)")
+    d.add_argument("--port", type=int, default=8000, help="explorer port (default 8000, or the next free one)")
     d.add_argument("--quiet", action="store_true")
+
+    sv = sub.add_parser("serve", help="the interactive explorer of a run folder (store, models, descriptions)")
+    sv.add_argument("run", help="run folder, e.g. runs/emoji (docs/explorer.md)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+
+    ex = sub.add_parser("export-site", help="the explorer of a run folder as a static site (works from file://)")
+    ex.add_argument("run", help="run folder")
+    ex.add_argument("out", help="folder to write (index.html and data/)")
+    ex.add_argument("--max-items", type=int, default=20000,
+                    help="items with pages and thumbnails at most (default 20000; atoms' top items always)")
+    ex.add_argument("--quiet", action="store_true")
     return p
 
 
@@ -139,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return {"embed": _embed, "fit": _fit, "encode": _encode, "evaluate": _evaluate, "compare": _compare,
-                "explain": _explain, "demo": _demo}[args.command](args)
+                "explain": _explain, "demo": _demo, "serve": _serve, "export-site": _export_site}[args.command](args)
     except DbksvdError as exc:
         print(f"dbksvd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -330,10 +346,33 @@ def _explain(args: argparse.Namespace) -> int:
                         seed=args.seed, text_encoder=args.text_encoder, baseline=not args.no_baseline,
                         coder=None if args.coder == "own" else args.coder, distinct=not args.allow_shared)
     expl = explain(model, EmbeddingStore(args.store), args.space, cfg, show_progress=not args.quiet)
+    expl.summary["model_path"] = os.path.relpath(Path(args.model).resolve(), Path(args.out).resolve())
     write_explanation(expl, args.out)
     print(summary_table(expl.summary), end="")
     _print_atoms(expl.atoms)
     print(f"wrote {args.out}/atoms.jsonl ({len(expl.atoms)} atoms), summary.json, summary.md")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    return _serve_run(Path(args.run), args.host, args.port)
+
+
+def _serve_run(run: Path, host: str, port: int, find_free_port: bool = False) -> int:
+    """Serve the explorer of ``run`` until Ctrl-C (exit 0: nothing is lost, the server only reads)."""
+    from .web.app import serve
+
+    serve(run, host=host, port=port, find_free_port=find_free_port,
+          on_ready=lambda url: print(f"explorer: {url}  (Ctrl-C to stop)", flush=True))
+    return 0
+
+
+def _export_site(args: argparse.Namespace) -> int:
+    from .web.export import export_site
+
+    summary = export_site(args.run, args.out, max_items=args.max_items, show_progress=not args.quiet)
+    print(f"wrote {args.out}/index.html ({summary['models']} models, {summary['atoms']} atoms, "
+          f"{summary['items']} items); open it in a browser, no server needed")
     return 0
 
 
@@ -360,58 +399,73 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _demo_emoji(args: argparse.Namespace) -> int:
     """Embed the emoji (images: effnet-lite0, captions: minilm), fit one dictionary per space
-    on 80% of the rows, and report held-out metrics. A rerun reuses the store."""
+    on 80% of the rows (and the image space again with the thresholding pursuit and as a TopK
+    SAE), report held-out metrics, describe the image atoms, then serve the explorer. A rerun
+    reuses the store."""
     import numpy as np
 
+    from .analysis.compare import CompareConfig, make_model
     from .data.datasets import get_dataset
     from .embedding import embed_dataset
     from .encoders import get_encoder
+    from .io import atomic_path
     from .ksvd import DBKSVD
-    from .models import load_model
 
     K, k, iters = args.atoms or 256, args.nnz or 8, args.iters or 30
     work = Path(args.workdir)
     t0 = time.perf_counter()
-    print(f"1/5 embedding the emoji dataset into {work / 'store'} (images: effnet-lite0, captions: minilm)")
+    steps = 5 if args.no_serve else 6
+    print(f"1/{steps} embedding the emoji dataset into {work / 'store'} (images: effnet-lite0, captions: minilm)")
     store = embed_dataset(get_dataset("emoji"), work / "store", get_encoder("effnet-lite0"),
                           text_encoder=get_encoder("minilm"), show_progress=not args.quiet)
     print(f"    {store.count} emoji ready ({time.perf_counter() - t0:.0f} s)")
     order = np.random.default_rng(args.seed).permutation(store.count)
     n_train = int(0.8 * store.count)
     train, test = np.sort(order[:n_train]), np.sort(order[n_train:])
-    # the image space twice: OMP (the best reconstructions) and the thresholding pursuit
-    # (detector supports: the more describable atoms, BENCHMARKS.md)
+    # the image space three times: OMP (the best reconstructions), the thresholding pursuit
+    # (detector supports: the more describable atoms, BENCHMARKS.md) and a TopK SAE to compare
     fits = [(name, "omp", f"model-{name}") for name in store.spaces]
     if "image" in store.spaces:
-        fits.append(("image", "threshold", "model-image-threshold"))
+        fits += [("image", "threshold", "model-image-threshold"), ("image", "topk", "model-image-topk")]
+    print(f"2/{steps} fitting {K} atoms, k={k}, on {n_train} embeddings per model ({iters} DB-KSVD passes): "
+          + ", ".join(f"{f} ({c})" for _, c, f in fits))
     results = {}
-    for step, (name, coder, folder) in enumerate(fits, start=2):
+    for name, coder, folder in fits:
         space = store.space(name)
         X = space.to_numpy()
-        print(f"{step}/5 fitting {K} atoms, k={k}, on {n_train} {name} embeddings ({X.shape[1]}-d), {iters} passes, "
-              f"{coder} pursuit")
-        model = DBKSVD(K, k, coder=coder, max_iter=iters, random_state=args.seed, verbose=0 if args.quiet else 1)
+        if coder == "topk":
+            model = make_model("topk", K, k, CompareConfig(atoms=K, nnz=(k,), seed=args.seed), n_train)
+        else:
+            model = DBKSVD(K, k, coder=coder, max_iter=iters, random_state=args.seed, verbose=0 if args.quiet else 1)
         model.fit(X[train])
         model.data_info_ = {**space.describe(), "rows": n_train, "split": f"train (80%, seed {args.seed})"}
         model.save(work / folder)
-        results[name if coder == "omp" else f"{name} ({coder})"] = _model_metrics(model, X[test])
-    print(f"held-out metrics ({len(test)} emoji), in {time.perf_counter() - t0:.0f} s; models in {work}/model-*:")
-    _print_columns(results)
+        results[folder] = _model_metrics(model, X[test])
+    print(f"3/{steps} held-out metrics ({len(test)} emoji), in {time.perf_counter() - t0:.0f} s; models in {work}/model-*:")
+    _print_columns({f.removeprefix("model-"): r for f, r in results.items()})
+    with atomic_path(work / "metrics.json") as tmp:
+        tmp.write_text(json.dumps({"split": f"test (20%, seed {args.seed})", "test_rows": test.tolist(),
+                                   "models": results}, indent=1, default=float) + "\n")
     from .analysis.explain import ExplainConfig, explain, summary_table, write_explanation
+    from .models import load_model
 
-    print(f"\n{len(fits) + 2}/5 describing the image atoms (captions, ImageNet head, WordNet nouns, through an "
+    print(f"\n4/{steps} describing the image atoms (captions, ImageNet head, WordNet nouns, through an "
           "image->caption bridge) and scoring the descriptions on held-out emoji")
     for folder in [f for name, _, f in fits if name == "image"]:
         expl = explain(load_model(work / folder), store, "image", ExplainConfig(seed=args.seed),
                        show_progress=not args.quiet)
         out = work / folder.replace("model-", "atoms-")
+        expl.summary["model_path"] = f"../{folder}"
         write_explanation(expl, out)
         print(f"\n{folder}:")
         print(summary_table(expl.summary), end="")
         _print_atoms(expl.atoms)
         print(f"atoms and descriptions: {out}/atoms.jsonl")
-    print(f"done in {time.perf_counter() - t0:.0f} s")
-    return 0
+    print(f"\n5/{steps} done in {time.perf_counter() - t0:.0f} s")
+    if args.no_serve:
+        return 0
+    print(f"6/{steps} serving the explorer of {work} (Ctrl-C stops it)")
+    return _serve_run(work, args.host, args.port, find_free_port=True)
 
 
 def _print_columns(results: dict[str, dict]) -> None:

@@ -33,6 +33,10 @@ class ModelFormatError(DataFileError):
     """A saved model folder is incomplete, inconsistent, or written by a newer dbksvd."""
 
 
+class NotFoundError(DbksvdError, LookupError):
+    """A requested model, atom, item or file does not exist (the explorer answers 404)."""
+
+
 class NotFittedError(DbksvdError, ValueError, AttributeError):
     """A model was used before ``fit``."""
 

@@ -538,28 +538,32 @@ def _distinct(cands: list[list[tuple[str, str]]], chosen: list[int], choice_f: l
         taken.add(metrics.normalize_description(cands[u][chosen[u]][0]))
 
 
-def _items(ctx: ExplainContext, rows: np.ndarray, coefs: np.ndarray) -> list[dict[str, Any]]:
-    return [{"row": int(r), "id": ctx.ids[r], "caption": ctx.captions[r], "coef": float(c)}
-            for r, c in zip(rows, coefs) if r >= 0]
+def evidence_records(ev: AtomEvidence, ids: list[str], captions: list[str | None],
+                     note: str | None = None) -> list[dict[str, Any]]:
+    """One ``atoms.jsonl`` record per atom (docs/explain.md) from the evidence alone: usage,
+    counts, top items (``ids``/``captions`` by store row), histogram and nearest atoms, with no
+    description yet (``note`` says why)."""
+    def items(rows: np.ndarray, coefs: np.ndarray) -> list[dict[str, Any]]:
+        return [{"row": int(r), "id": ids[r], "caption": captions[r], "coef": float(c)}
+                for r, c in zip(rows, coefs) if r >= 0]
+
+    usage = ev.usage()
+    return [{
+        "atom": a, "side": None, "description": None, "source": None, "faithfulness": None,
+        "specificity": None, "alternatives": [], "other_side": None, "note": note,
+        "usage": float(usage[a]), "count_positive": int(ev.count["pos"][a]),
+        "count_negative": int(ev.count["neg"][a]), "mean_positive": float(ev.mean_abs["pos"][a]),
+        "mean_negative": float(ev.mean_abs["neg"][a]),
+        "top_positive": items(ev.top["pos"][a], ev.top_coef["pos"][a]),
+        "top_negative": items(ev.top["neg"][a], ev.top_coef["neg"][a]),
+        "histogram": {"max": float(ev.hist_max[a]), "counts": ev.hist[a].tolist()},
+        "nearest": [{"atom": int(j), "cosine": float(c)} for j, c in zip(ev.nearest[a], ev.nearest_cos[a])],
+    } for a in range(ev.n_atoms)]
 
 
 def _records(ctx, ev: AtomEvidence, units, primary, cands, chosen, test_scores, scored) -> list[dict[str, Any]]:
-    K = ev.n_atoms
-    usage = ev.usage()
-    records: list[dict[str, Any]] = []
-    for a in range(K):
-        records.append({
-            "atom": a, "side": None, "description": None, "source": None, "faithfulness": None,
-            "specificity": None, "alternatives": [], "other_side": None,
-            "note": f"fewer than {ctx.cfg.min_items} describing items on either side",
-            "usage": float(usage[a]), "count_positive": int(ev.count["pos"][a]),
-            "count_negative": int(ev.count["neg"][a]), "mean_positive": float(ev.mean_abs["pos"][a]),
-            "mean_negative": float(ev.mean_abs["neg"][a]),
-            "top_positive": _items(ctx, ev.top["pos"][a], ev.top_coef["pos"][a]),
-            "top_negative": _items(ctx, ev.top["neg"][a], ev.top_coef["neg"][a]),
-            "histogram": {"max": float(ev.hist_max[a]), "counts": ev.hist[a].tolist()},
-            "nearest": [{"atom": int(j), "cosine": float(c)} for j, c in zip(ev.nearest[a], ev.nearest_cos[a])],
-        })
+    records = evidence_records(ev, ctx.ids, ctx.captions,
+                               note=f"fewer than {ctx.cfg.min_items} describing items on either side")
     for u, ((a, side), is_primary) in enumerate(zip(units, primary)):
         c = cands[u]
         if not c:
@@ -647,8 +651,8 @@ def read_atoms(path: str | Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-__all__ = ["ExplainConfig", "Explanation", "explain", "explain_context", "explain_model", "ExplainContext", "write_explanation", "read_atoms", "summary_table",
-           "explanation_scores"]
+__all__ = ["ExplainConfig", "Explanation", "explain", "explain_context", "explain_model", "ExplainContext",
+           "write_explanation", "read_atoms", "summary_table", "explanation_scores", "evidence_records"]
 
 
 def explanation_scores(model: Any, ctx: ExplainContext) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from .datasets import (
     Item,
     SkipItem,
     TextsDataset,
+    dataset_from_spec,
     get_dataset,
 )
 from .store import EmbeddingStore, StoreSpace, StoreWriter, is_store, open_rows
@@ -22,7 +23,7 @@ from .vocab import VOCABULARY_NAMES, Vocabulary, load_vocabulary
 
 __all__ = [
     "DATASET_NAMES", "Dataset", "EmojiDataset", "FashionMNIST", "FolderDataset", "Item", "SkipItem",
-    "TextsDataset", "get_dataset",
+    "TextsDataset", "dataset_from_spec", "get_dataset",
     "EmbeddingStore", "StoreSpace", "StoreWriter", "is_store", "open_rows",
     "SparseProblem", "make_sparse_problem",
     "VOCABULARY_NAMES", "Vocabulary", "load_vocabulary",

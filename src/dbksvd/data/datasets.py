@@ -979,3 +979,22 @@ def get_dataset(spec: str, **options) -> Dataset:
     except TypeError as exc:
         raise ParameterError(f"bad option for dataset {kind}: {exc}") from None
     return cls(**arguments, **options)
+
+
+def dataset_from_spec(spec: dict) -> Dataset:
+    """The dataset a store was embedded from, rebuilt from its manifest's ``dataset`` entry
+    (``spec()`` of the dataset), e.g. to load an item's image again for display. Raises
+    DataFileError when the data it names is gone (a moved font or folder)."""
+    if not isinstance(spec, dict):
+        raise ParameterError(f"a dataset spec must be a dict, got {type(spec).__name__}")
+    name = spec.get("name")
+    if name == "emoji":
+        return EmojiDataset(spec.get("path"), spec.get("size", 160), codepoints=spec.get("codepoints"),
+                            limit=spec.get("limit"))
+    if name == "fashion-mnist":
+        return FashionMNIST(spec.get("path"), split=spec.get("split", "all"), limit=spec.get("limit"))
+    if name == "folder":
+        return FolderDataset(spec.get("path"), captions=spec.get("captions"))
+    if name == "texts":
+        return TextsDataset(spec.get("path"), column=spec.get("column"))
+    raise ParameterError(f"unknown dataset {name!r} in the spec; choose one of emoji, fashion-mnist, folder, texts")

@@ -1,0 +1,190 @@
+"""The explorer's web app: a JSON API under ``/api`` (OpenAPI schema at ``/api/openapi.json``,
+docs at ``/api/docs``) over :class:`dbksvd.web.run.Run`, the front end in ``static/``, and the
+run folder's own files under ``/files`` (reports, plots; nothing outside the folder).
+
+Every error is a JSON object ``{"error": "one line"}``: 404 for what does not exist, 400 for a
+bad value, 413 for an upload that is too large, 422 for a malformed parameter.
+"""
+
+
+import socket
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import DbksvdError, MissingDependencyError, NotFoundError, ParameterError
+from .run import MAX_PAGE, MAX_QUERY_CHARS, MAX_UPLOAD_BYTES, SORT_KEYS, Run
+
+STATIC = Path(__file__).parent / "static"
+
+
+def _fastapi():
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError("the explorer needs fastapi and uvicorn: pip install 'dbksvd[serve]'") from None
+
+
+def create_app(run: Run | str | Path) -> Any:
+    """The FastAPI application serving ``run`` (a :class:`Run` or a run folder path)."""
+    _fastapi()
+    from fastapi import FastAPI, Query, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, JSONResponse, Response
+    from fastapi.staticfiles import StaticFiles
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    run = run if isinstance(run, Run) else Run(run)
+    app = FastAPI(title="dbksvd explorer", version="1", openapi_url="/api/openapi.json", docs_url="/api/docs",
+                  redoc_url=None, description=f"Atoms, descriptions and sparse codes of the run {run.path.name}.")
+    app.state.run = run
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": " ".join(str(message).split())}, status_code=status)
+
+    @app.exception_handler(DbksvdError)
+    async def _dbksvd_error(request: Request, exc: DbksvdError) -> JSONResponse:
+        return error(404 if isinstance(exc, NotFoundError) else 400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+        return error(422, f"{where}: {first.get('msg', 'invalid value')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(exc.status_code, exc.detail if isinstance(exc.detail, str) else "error")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # never a bare traceback
+        return error(500, f"internal error ({type(exc).__name__})")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/data/site.js", include_in_schema=False)
+    def site_js() -> Response:  # only the static export has one: served, the front end uses the API
+        return Response("// served by dbksvd serve: the front end reads /api\n", media_type="text/javascript")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/files/{path:path}", include_in_schema=False)
+    def run_file(path: str) -> FileResponse:
+        return FileResponse(run.file(path))
+
+    @app.get("/api/overview", summary="The run: dataset, spaces, models with their scores, reports, what is missing")
+    def overview() -> dict:
+        return run.overview()
+
+    @app.get("/api/models/{model}/atoms", summary="One page of a model's atoms, sorted and filtered")
+    def atoms(model: str,
+              sort: str = Query("usage", description=f"one of {', '.join(SORT_KEYS)}"),
+              order: str = Query("desc", pattern="^(asc|desc)$"),
+              q: str = Query("", max_length=MAX_QUERY_CHARS, description="words every shown description contains"),
+              min_faithfulness: float | None = Query(None, ge=0, le=1),
+              min_specificity: float | None = Query(None, ge=0, le=1),
+              min_usage: float | None = Query(None, ge=0, le=1),
+              described: bool | None = None,
+              offset: int = Query(0, ge=0, le=10**9), limit: int = Query(48, ge=1, le=MAX_PAGE)) -> dict:
+        return run.gallery(model, sort=sort, order=order, q=q, min_faithfulness=min_faithfulness,
+                           min_specificity=min_specificity, min_usage=min_usage, described=described,
+                           offset=offset, limit=limit)
+
+    @app.get("/api/models/{model}/atoms/{atom}", summary="One atom: description, scores, top items, histogram, "
+                                                          "alternatives, nearest atoms")
+    def atom(model: str, atom: int) -> dict:
+        return run.atom(model, atom)
+
+    @app.get("/api/items", summary="Items whose caption or id contains every word of q")
+    def items(q: str = Query("", max_length=MAX_QUERY_CHARS), offset: int = Query(0, ge=0, le=10**9),
+              limit: int = Query(48, ge=1, le=MAX_PAGE)) -> dict:
+        return run.items(q, offset, limit)
+
+    @app.get("/api/items/{row}", summary="One item")
+    def item(row: int) -> dict:
+        return run.item(row)
+
+    @app.get("/api/items/{row}/thumbnail.png", summary="An item's image, small",
+             responses={200: {"content": {"image/png": {}}}})
+    def thumbnail(row: int) -> Response:
+        return Response(run.thumbnail(row), media_type="image/png",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get("/api/search", summary="Free text -> atoms (by description words and text embedding) and items")
+    def search(q: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS),
+               limit: int = Query(10, ge=1, le=50)) -> dict:
+        return run.search(q, limit)
+
+    @app.get("/api/decompose", summary="An item's sparse code under every model, side by side")
+    def decompose(row: int = Query(..., ge=0)) -> dict:
+        return run.decompose(row)
+
+    @app.post("/api/decompose/image", summary="An uploaded image's sparse code under every image model "
+                                              f"(the request body is the image file, at most {MAX_UPLOAD_BYTES} bytes)")
+    async def decompose_image(request: Request) -> Any:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
+            return error(413, f"the upload is {declared} bytes; at most {MAX_UPLOAD_BYTES} are allowed")
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > MAX_UPLOAD_BYTES:
+                return error(413, f"the upload is over {MAX_UPLOAD_BYTES} bytes, the most allowed")
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(run.decompose_image, bytes(body))
+
+    @app.get("/api/{rest:path}", include_in_schema=False)
+    def unknown(rest: str) -> JSONResponse:
+        return error(404, f"no API route /api/{rest[:80]}")
+
+    return app
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def serve(run: Run | str | Path, host: str = "127.0.0.1", port: int = 8000, *, find_free_port: bool = False,
+          on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve the explorer of ``run`` until Ctrl-C (or SIGTERM). ``find_free_port``: take the
+    first free port from ``port`` on instead of refusing a busy one; ``on_ready(url)`` is called
+    once the server accepts connections."""
+    _fastapi()
+    import uvicorn
+
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ParameterError(f"port must be an integer in 0..65535, got {port!r}")
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        raise ParameterError(f"cannot bind {host!r}: not an address of this machine") from None
+    if port and not _port_free(host, port):
+        if not find_free_port:
+            raise ParameterError(f"port {port} on {host} is in use; pass another --port")
+        port = next((p for p in range(port + 1, min(port + 50, 65536)) if _port_free(host, p)), 0)
+    run = run if isinstance(run, Run) else Run(run)
+    app = create_app(run)
+    import threading
+
+    threading.Thread(target=run.warm, name="dbksvd-warm", daemon=True).start()
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets=sockets)
+            if self.started and on_ready is not None:
+                bound = self.servers[0].sockets[0].getsockname()[1] if self.servers else port
+                shown = f"[{host}]" if ":" in host else host
+                on_ready(f"http://{shown}:{bound}/")
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {host}: other machines can reach the explorer", flush=True)
+    _Server(config).run()
