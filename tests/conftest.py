@@ -69,3 +69,39 @@ def emoji_store(tmp_path_factory, effnet, minilm):
 
     path = tmp_path_factory.mktemp("emoji") / "store"
     return embed_dataset(EmojiDataset(), path, effnet, text_encoder=minilm, show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def emoji_run(tmp_path_factory, emoji_store):
+    """A run folder as `dbksvd demo` writes it, smaller: the real emoji store, a DB-KSVD image
+    model (described), a TopK SAE image model (described), a DB-KSVD text model (not
+    described) and metrics.json with held-out numbers (rows 0, 5, 10, ... held out)."""
+    import json
+    import shutil
+
+    from dbksvd import DBKSVD
+    from dbksvd.analysis.compare import model_metrics
+    from dbksvd.analysis.explain import ExplainConfig, explain, write_explanation
+    from dbksvd.baselines.sae import SAE
+
+    run = tmp_path_factory.mktemp("run") / "emoji"
+    shutil.copytree(emoji_store.path, run / "store")
+    n = emoji_store.count
+    test = np.arange(0, n, 5)
+    train = np.setdiff1d(np.arange(n), test)
+    heldout = {}
+    for name, space, model in [("model-image", "image", DBKSVD(64, 4, max_iter=8, random_state=0)),
+                               ("model-image-topk", "image", SAE("topk", 64, 4, max_epochs=10, random_state=0)),
+                               ("model-text", "text", DBKSVD(64, 4, max_iter=8, random_state=0))]:
+        X = emoji_store.space(space).to_numpy()
+        model.fit(X[train])
+        model.data_info_ = {**emoji_store.space(space).describe(), "rows": len(train)}
+        model.save(run / name)
+        heldout[name] = model_metrics(model, X[test])
+        if space == "image":
+            expl = explain(model, emoji_store, "image", ExplainConfig(vocabularies=("captions", "imagenet")),
+                           show_progress=False)
+            write_explanation(expl, run / name.replace("model-", "atoms-"))
+    (run / "metrics.json").write_text(json.dumps({"split": "test (every 5th row)", "test_rows": test.tolist(),
+                                                  "models": heldout}, default=float))
+    return run

@@ -34,7 +34,13 @@ SORT_KEYS = ("usage", "faithfulness", "specificity", "atom")
 MAX_ROWS_IN_MEMORY = 200_000
 CARD_THUMBS = 4
 
-_SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def slug(text: str) -> str:
+    """``text`` with every run of characters other than letters, digits, ``_.-`` as one ``-``
+    (model ids: safe in URLs and file names)."""
+    return _UNSAFE.sub("-", text)
 
 
 @dataclass
@@ -230,7 +236,7 @@ class Run:
 
     def _add_model(self, folder: Path, explanations: dict[Path, Path]) -> None:
         rel = self._rel(folder)
-        entry_id = _SLUG.sub("-", rel.replace("/", "."))
+        entry_id = slug(rel.replace("/", "."))
         try:
             config = json.loads((folder / "config.json").read_text())
             if not isinstance(config, dict) or "architecture" not in config:
@@ -414,10 +420,10 @@ class Run:
         recs = self.atoms(entry)
         return {"model": entry.id, "total": int(len(hits)), "atoms_in_model": len(recs), "offset": offset,
                 "limit": limit, "sort": sort, "order": order, "q": q,
-                "atoms": [self._card(recs[int(i)]) for i in page]}
+                "atoms": [self.atom_card(recs[int(i)]) for i in page]}
 
     @staticmethod
-    def _card(r: dict[str, Any]) -> dict[str, Any]:
+    def atom_card(r: dict[str, Any]) -> dict[str, Any]:
         side = "top_negative" if r.get("side") == "-" else "top_positive"
         if not r.get(side):
             side = "top_negative" if r.get("top_negative") else "top_positive"
@@ -516,14 +522,14 @@ class Run:
             text_hits = [i for i, t in enumerate(col["text"]) if t and all(w in t for w in words)]
             text_hits.sort(key=lambda i: (q.lower() not in (recs[i].get("description") or "").lower(),
                                           -(recs[i].get("faithfulness") or 0)))
-            result = {"model": entry.id, "by_text": [self._card(recs[i]) for i in text_hits[:limit]],
+            result = {"model": entry.id, "by_text": [self.atom_card(recs[i]) for i in text_hits[:limit]],
                       "by_text_total": len(text_hits), "by_embedding": [], "by_direction": []}
             if qv is not None:
                 dv = self._description_vectors(entry)
                 if dv is not None:
                     sims = dv @ qv
                     best = np.argsort(-np.nan_to_num(sims, nan=-2.0))[:limit]
-                    result["by_embedding"] = [{**self._card(recs[i]), "similarity": float(sims[i])}
+                    result["by_embedding"] = [{**self.atom_card(recs[i]), "similarity": float(sims[i])}
                                               for i in best if np.isfinite(sims[i])]
                 if entry.space == "text" and self.store is not None and \
                         self.store.manifest["spaces"]["text"]["encoder"].get("name") == spec:
@@ -534,7 +540,7 @@ class Run:
                     z = model._preprocessor().apply(torch.as_tensor(qv[None], dtype=torch.float64))[0].numpy()[0]
                     cos = D @ z / max(np.linalg.norm(z), 1e-12)
                     best = np.argsort(-np.abs(cos))[:limit]
-                    result["by_direction"] = [{**self._card(recs[i]), "similarity": float(cos[i])} for i in best]
+                    result["by_direction"] = [{**self.atom_card(recs[i]), "similarity": float(cos[i])} for i in best]
             atoms.append(result)
         items = {"by_text": [], "by_embedding": []}
         if self.store is not None:

@@ -224,7 +224,7 @@ async function viewOverview(view) {
   view.append(h("h1", {}, `Run ${ov.run}`));
   if (s) {
     view.append(h("p", { id: "dataset" },
-      `Dataset ${s.dataset}: ${s.count} items (${s.captioned} with captions) in the store ${s.folder}; spaces: `,
+      `Dataset ${s.dataset}: ${s.count} items (${s.captioned} with captions) in the store folder ${s.folder}/; spaces: `,
       Object.entries(s.spaces).map(([n, sp], i) => `${i ? ", " : ""}${n} (${sp.encoder}, ${sp.dim}-d)`)));
   }
   if (ov.missing.length || ov.problems.length) {
