@@ -139,6 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("run", help="run folder, e.g. runs/emoji (docs/explorer.md)")
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    sv.add_argument("--workers", type=int, default=1,
+                    help="server processes (default 1; each loads the run, more serve more clients on more cores)")
 
     ex = sub.add_parser("export-site", help="the explorer of a run folder as a static site (works from file://)")
     ex.add_argument("run", help="run folder")
@@ -355,14 +357,14 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    return _serve_run(Path(args.run), args.host, args.port)
+    return _serve_run(Path(args.run), args.host, args.port, workers=args.workers)
 
 
-def _serve_run(run: Path, host: str, port: int, find_free_port: bool = False) -> int:
+def _serve_run(run: Path, host: str, port: int, workers: int = 1, find_free_port: bool = False) -> int:
     """Serve the explorer of ``run`` until Ctrl-C (exit 0: nothing is lost, the server only reads)."""
     from .web.app import serve
 
-    serve(run, host=host, port=port, find_free_port=find_free_port,
+    serve(run, host=host, port=port, workers=workers, find_free_port=find_free_port,
           on_ready=lambda url: print(f"explorer: {url}  (Ctrl-C to stop)", flush=True))
     return 0
 

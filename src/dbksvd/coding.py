@@ -134,6 +134,10 @@ class SparseCodes:
                    parts[0].n_atoms, norms)
 
 
+#: Up to this many rows, ``backend="auto"`` codes with torch on the CPU too.
+FEW_ROWS = 16
+
+
 def gram(dictionary: torch.Tensor, block: int = 1024) -> torch.Tensor:
     """``G = D Dᵀ`` (K, K), exactly symmetric.
 
@@ -199,7 +203,8 @@ def sparse_encode(
         at the end (thresholding with a refit is the classic "thresholding pursuit").
     batch_size : rows per chunk (memory is bounded by it); default from K and k.
     device : where to compute; default the device of ``X`` (CPU for numpy input).
-    backend : ``"auto"`` (numba kernels on CPU, torch elsewhere), ``"numba"`` or ``"torch"``.
+    backend : ``"auto"`` (numba kernels on CPU for more than ``FEW_ROWS`` (16) rows, torch
+        otherwise), ``"numba"`` or ``"torch"``.
     max_steps : ``"mp"`` only: most pursuit steps per row (default 4k).
     gram_matrix : ``D Dᵀ`` when the caller already has it.
 
@@ -221,7 +226,9 @@ def sparse_encode(
         max_steps = 4 * k
     max_steps = check_positive_int(max_steps, "max_steps")
     if backend == "auto":
-        backend = "numba" if dev.type == "cpu" else "torch"
+        # a few rows code as fast in torch, which needs no process-wide kernel lock: concurrent
+        # callers (the explorer's requests) then do not queue behind each other
+        backend = "numba" if dev.type == "cpu" and n > FEW_ROWS else "torch"
     if backend == "numba" and dev.type != "cpu":
         backend = "torch"
     batch_size = check_positive_int(batch_size, "batch_size", allow_none=True) or default_batch_size(K, k, dev, backend)

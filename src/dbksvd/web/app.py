@@ -7,6 +7,7 @@ bad value, 413 for an upload that is too large, 422 for a malformed parameter.
 """
 
 
+import json
 import socket
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +24,15 @@ def _fastapi():
         import uvicorn  # noqa: F401
     except ImportError:
         raise MissingDependencyError("the explorer needs fastapi and uvicorn: pip install 'dbksvd[serve]'") from None
+
+
+def _json_response(content: Any, status: int = 200) -> Any:
+    """A JSON response rendered with json.dumps directly: FastAPI's per-field encoder of a
+    returned dict costs more than the query itself for atom records."""
+    from fastapi.responses import Response
+
+    body = json.dumps(content, ensure_ascii=False, separators=(",", ":"), default=float)
+    return Response(body, status_code=status, media_type="application/json")
 
 
 def create_app(run: Run | str | Path) -> Any:
@@ -75,8 +85,8 @@ def create_app(run: Run | str | Path) -> Any:
         return FileResponse(run.file(path))
 
     @app.get("/api/overview", summary="The run: dataset, spaces, models with their scores, reports, what is missing")
-    def overview() -> dict:
-        return run.overview()
+    def overview() -> Response:
+        return _json_response(run.overview())
 
     @app.get("/api/models/{model}/atoms", summary="One page of a model's atoms, sorted and filtered")
     def atoms(model: str,
@@ -87,24 +97,24 @@ def create_app(run: Run | str | Path) -> Any:
               min_specificity: float | None = Query(None, ge=0, le=1),
               min_usage: float | None = Query(None, ge=0, le=1),
               described: bool | None = None,
-              offset: int = Query(0, ge=0, le=10**9), limit: int = Query(48, ge=1, le=MAX_PAGE)) -> dict:
-        return run.gallery(model, sort=sort, order=order, q=q, min_faithfulness=min_faithfulness,
-                           min_specificity=min_specificity, min_usage=min_usage, described=described,
-                           offset=offset, limit=limit)
+              offset: int = Query(0, ge=0, le=10**9), limit: int = Query(48, ge=1, le=MAX_PAGE)) -> Response:
+        return _json_response(run.gallery(model, sort=sort, order=order, q=q, min_faithfulness=min_faithfulness,
+                                          min_specificity=min_specificity, min_usage=min_usage,
+                                          described=described, offset=offset, limit=limit))
 
     @app.get("/api/models/{model}/atoms/{atom}", summary="One atom: description, scores, top items, histogram, "
                                                           "alternatives, nearest atoms")
-    def atom(model: str, atom: int) -> dict:
-        return run.atom(model, atom)
+    def atom(model: str, atom: int) -> Response:
+        return _json_response(run.atom(model, atom))
 
     @app.get("/api/items", summary="Items whose caption or id contains every word of q")
     def items(q: str = Query("", max_length=MAX_QUERY_CHARS), offset: int = Query(0, ge=0, le=10**9),
-              limit: int = Query(48, ge=1, le=MAX_PAGE)) -> dict:
-        return run.items(q, offset, limit)
+              limit: int = Query(48, ge=1, le=MAX_PAGE)) -> Response:
+        return _json_response(run.items(q, offset, limit))
 
     @app.get("/api/items/{row}", summary="One item")
-    def item(row: int) -> dict:
-        return run.item(row)
+    def item(row: int) -> Response:
+        return _json_response(run.item(row))
 
     @app.get("/api/items/{row}/thumbnail.png", summary="An item's image, small",
              responses={200: {"content": {"image/png": {}}}})
@@ -114,12 +124,12 @@ def create_app(run: Run | str | Path) -> Any:
 
     @app.get("/api/search", summary="Free text -> atoms (by description words and text embedding) and items")
     def search(q: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS),
-               limit: int = Query(10, ge=1, le=50)) -> dict:
-        return run.search(q, limit)
+               limit: int = Query(10, ge=1, le=50)) -> Response:
+        return _json_response(run.search(q, limit))
 
     @app.get("/api/decompose", summary="An item's sparse code under every model, side by side")
-    def decompose(row: int = Query(..., ge=0)) -> dict:
-        return run.decompose(row)
+    def decompose(row: int = Query(..., ge=0)) -> Response:
+        return _json_response(run.decompose(row))
 
     @app.post("/api/decompose/image", summary="An uploaded image's sparse code under every image model "
                                               f"(the request body is the image file, at most {MAX_UPLOAD_BYTES} bytes)")
@@ -134,7 +144,7 @@ def create_app(run: Run | str | Path) -> Any:
                 return error(413, f"the upload is over {MAX_UPLOAD_BYTES} bytes, the most allowed")
         from starlette.concurrency import run_in_threadpool
 
-        return await run_in_threadpool(run.decompose_image, bytes(body))
+        return _json_response(await run_in_threadpool(run.decompose_image, bytes(body)))
 
     @app.get("/api/{rest:path}", include_in_schema=False)
     def unknown(rest: str) -> JSONResponse:
@@ -152,16 +162,41 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def serve(run: Run | str | Path, host: str = "127.0.0.1", port: int = 8000, *, find_free_port: bool = False,
-          on_ready: Callable[[str], None] | None = None) -> None:
-    """Serve the explorer of ``run`` until Ctrl-C (or SIGTERM). ``find_free_port``: take the
-    first free port from ``port`` on instead of refusing a busy one; ``on_ready(url)`` is called
-    once the server accepts connections."""
+def _serving_app() -> Any:
+    """App factory of a worker process (``serve(..., workers=N)``): the run folder comes from
+    the environment the parent process set."""
+    import os
+
+    return _prepared_app(Run(os.environ["DBKSVD_SERVE_RUN"]))
+
+
+def _prepared_app(run: Run) -> Any:
+    import threading
+
+    import numba
+    import torch
+
+    # many small requests at once: one thread per request beats intra-op threads fighting
+    # over the cores
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    threading.Thread(target=run.warm, name="dbksvd-warm", daemon=True).start()
+    return create_app(run)
+
+
+def serve(run: Run | str | Path, host: str = "127.0.0.1", port: int = 8000, *, workers: int = 1,
+          find_free_port: bool = False, on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve the explorer of ``run`` until Ctrl-C (or SIGTERM). ``workers``: server processes
+    (each loads the run; more answer more requests at once on more cores); ``find_free_port``:
+    take the first free port from ``port`` on instead of refusing a busy one; ``on_ready(url)``
+    is called once the server accepts connections."""
     _fastapi()
     import uvicorn
 
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ParameterError(f"port must be an integer in 0..65535, got {port!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
+        raise ParameterError(f"workers must be an integer in 1..64, got {workers!r}")
     try:
         socket.getaddrinfo(host, None)
     except (socket.gaierror, UnicodeError):
@@ -170,21 +205,31 @@ def serve(run: Run | str | Path, host: str = "127.0.0.1", port: int = 8000, *, f
         if not find_free_port:
             raise ParameterError(f"port {port} on {host} is in use; pass another --port")
         port = next((p for p in range(port + 1, min(port + 50, 65536)) if _port_free(host, p)), 0)
-    run = run if isinstance(run, Run) else Run(run)
-    app = create_app(run)
-    import threading
+    run = run if isinstance(run, Run) else Run(run)  # read once here: a bad run folder fails now
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {host}: other machines can reach the explorer", flush=True)
+    shown = f"[{host}]" if ":" in host else host
+    if workers > 1:
+        import os
 
-    threading.Thread(target=run.warm, name="dbksvd-warm", daemon=True).start()
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        os.environ["DBKSVD_SERVE_RUN"] = str(run.path)
+        config = uvicorn.Config("dbksvd.web.app:_serving_app", factory=True, host=host, port=port, workers=workers,
+                                log_level="warning", access_log=False)
+        sock = config.bind_socket()
+        sock.listen(config.backlog)  # connections wait in the backlog until a worker is up
+        if on_ready is not None:
+            on_ready(f"http://{shown}:{sock.getsockname()[1]}/")
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=[sock]).run()
+        return
+    config = uvicorn.Config(_prepared_app(run), host=host, port=port, log_level="warning", access_log=False)
 
     class _Server(uvicorn.Server):
         async def startup(self, sockets=None):
             await super().startup(sockets=sockets)
             if self.started and on_ready is not None:
                 bound = self.servers[0].sockets[0].getsockname()[1] if self.servers else port
-                shown = f"[{host}]" if ":" in host else host
                 on_ready(f"http://{shown}:{bound}/")
 
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: serving on {host}: other machines can reach the explorer", flush=True)
     _Server(config).run()

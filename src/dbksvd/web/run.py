@@ -131,7 +131,9 @@ class Run:
         self.path = Path(path).resolve()
         if not self.path.is_dir():
             raise DataFileError(f"{path}: no such run folder")
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # lazy loading (everything after it reads without locks)
+        self._thumb_lock = threading.Lock()  # the small caches (thumbnails, query embeddings)
+        self._render_lock = threading.Lock()
         self.missing: list[str] = []
         self.problems: list[str] = []
         self.store = None
@@ -144,6 +146,7 @@ class Run:
         self._dataset_problem: str | None = None
         self._encoders: dict[str, Any] = {}
         self._thumbs: OrderedDict[int, bytes] = OrderedDict()
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._text_rows: np.ndarray | None = None
         self._scan()
 
@@ -304,6 +307,8 @@ class Run:
         return entry
 
     def model(self, entry: ModelEntry) -> Any:
+        if entry._model is not None:
+            return entry._model
         with self._lock:
             if entry._model is None:
                 from ..models import load_model
@@ -314,6 +319,8 @@ class Run:
     def atoms(self, entry: ModelEntry) -> list[dict[str, Any]]:
         """Every atom record of the model (docs/explain.md): from its explanation, or, without
         one, the evidence of its codes over the store (no descriptions)."""
+        if entry._atoms is not None:
+            return entry._atoms
         with self._lock:
             if entry._atoms is None:
                 entry._atoms = self._read_atoms(entry)
@@ -351,6 +358,8 @@ class Run:
 
     def columns(self, entry: ModelEntry) -> dict[str, Any]:
         """Per-atom arrays for sorting and filtering the gallery."""
+        if entry._columns is not None:
+            return entry._columns
         with self._lock:
             if entry._columns is None:
                 recs = self.atoms(entry)
@@ -483,6 +492,8 @@ class Run:
         return None
 
     def encoder(self, spec: str) -> Any:
+        if spec in self._encoders:
+            return self._encoders[spec]
         with self._lock:
             if spec not in self._encoders:
                 from ..encoders import get_encoder
@@ -493,6 +504,19 @@ class Run:
     def _embed_texts(self, texts: list[str]) -> np.ndarray:
         vecs = self.encoder(self._text_spec()).encode_texts(texts).astype(np.float32)
         return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+
+    def _embed_query(self, q: str) -> np.ndarray:
+        """The unit text embedding of a query (the last 1,024 distinct queries are kept)."""
+        with self._thumb_lock:
+            if q in self._queries:
+                self._queries.move_to_end(q)
+                return self._queries[q]
+        vec = self._embed_texts([q])[0]
+        with self._thumb_lock:
+            self._queries[q] = vec
+            while len(self._queries) > 1024:
+                self._queries.popitem(last=False)
+        return vec
 
     def search(self, q: str, limit: int = 10) -> dict[str, Any]:
         """Atoms (every model) and items for free text: by words in descriptions and captions,
@@ -508,7 +532,7 @@ class Run:
         notes = []
         if spec is not None:
             try:
-                qv = self._embed_texts([q])[0]
+                qv = self._embed_query(q)
             except DbksvdError as exc:
                 notes.append(f"search by embedding unavailable: {exc}")
         else:
@@ -555,6 +579,8 @@ class Run:
 
     def _description_vectors(self, entry: ModelEntry) -> np.ndarray | None:
         """(K, t) unit embeddings of the atoms' descriptions (NaN rows for undescribed atoms)."""
+        if entry._desc_vectors is not None:
+            return entry._desc_vectors
         with self._lock:
             if entry._desc_vectors is None:
                 texts = [r.get("description") for r in self.atoms(entry)]
@@ -572,6 +598,8 @@ class Run:
         encoder and fits in memory."""
         if self.store is None or "text" not in self.store.manifest["spaces"] or self.store.count > MAX_ROWS_IN_MEMORY:
             return None
+        if self._text_rows is not None:
+            return self._text_rows
         with self._lock:
             if self._text_rows is None:
                 T = self.store.space("text").to_numpy().astype(np.float32)
@@ -605,9 +633,8 @@ class Run:
     def _code(self, entry: ModelEntry, x: np.ndarray) -> dict[str, Any]:
         model = self.model(entry)
         x = np.asarray(x, dtype=np.float32)[None]
-        with self._lock:  # the coders are not re-entrant per model
-            codes = model.transform(x)
-            x_hat = model.inverse_transform(codes)[0]
+        codes = model.transform(x)  # one row: the torch coders, safe to run concurrently
+        x_hat = model.inverse_transform(codes)[0]
         xn = float(np.linalg.norm(x[0]))
         rn = float(np.linalg.norm(x[0] - x_hat))
         hn = float(np.linalg.norm(x_hat))
@@ -639,7 +666,7 @@ class Run:
         dataset the store was embedded from)."""
         self._need_store()
         r = check_int(row, "row", 0, self.store.count - 1)
-        with self._lock:
+        with self._thumb_lock:
             if r in self._thumbs:
                 self._thumbs.move_to_end(r)
                 return self._thumbs[r]
@@ -648,7 +675,7 @@ class Run:
 
         m = self.meta[r]
         try:
-            with self._lock:
+            with self._render_lock:
                 image = dataset.load(Item(id=m["id"], source=m["source"], caption=m.get("caption"),
                                           label=m.get("label")))
         except Exception as exc:  # a moved or damaged source file: that one thumbnail is missing
@@ -657,13 +684,15 @@ class Run:
         buf = io.BytesIO()
         image.save(buf, format="PNG", optimize=True)
         data = buf.getvalue()
-        with self._lock:
+        with self._thumb_lock:
             self._thumbs[r] = data
             while len(self._thumbs) > 8192:
                 self._thumbs.popitem(last=False)
         return data
 
     def _open_dataset(self) -> Any:
+        if self._dataset is not None:
+            return self._dataset
         with self._lock:
             if self._dataset is None and self._dataset_problem is None:
                 from ..data.datasets import dataset_from_spec
