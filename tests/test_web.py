@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from dbksvd import metrics  # noqa: E402
 from dbksvd.cli import main  # noqa: E402
+from dbksvd.errors import NotFoundError  # noqa: E402
 from dbksvd.data import EmojiDataset, Item  # noqa: E402
 from dbksvd.models import load_model  # noqa: E402
 from dbksvd.web.app import create_app  # noqa: E402
@@ -120,6 +121,10 @@ def test_decompose_matches_the_models_own_codes(client, emoji_run, emoji_store):
         model = load_model(emoji_run / name)
         x = emoji_store.space(m["model"].split("-")[1]).take(np.array([row]))
         codes = model.transform(x)
+        batch = model.transform(emoji_store.space(m["model"].split("-")[1]))  # the codes behind the atom pages
+        assert sorted(batch.indices[row].tolist()) == sorted(codes.indices[0].tolist())
+        np.testing.assert_allclose(np.sort(batch.values[row].numpy()), np.sort(codes.values[0].numpy()),
+                                   rtol=1e-3, atol=1e-4)
         assert m["explained_signal"] == pytest.approx(metrics.explained_signal(x, model.inverse_transform(codes)),
                                                       abs=1e-6)
         nonzero = {int(a): float(v) for a, v in zip(codes.indices[0].tolist(), codes.values[0].tolist()) if v != 0}
@@ -171,6 +176,14 @@ def test_thumbnails_and_files_stay_inside_the_run(client, emoji_run, tmp_path):
             r = client.get(path)
             assert r.status_code == 404, path
             assert "secret" not in r.text and "root:" not in r.text
+        # the HTTP client normalises literal ".." away: ask the run itself as well
+        run = Run(emoji_run)
+        for rel in ["../../../etc/passwd", "store/../../secret.txt", "/etc/passwd", "link.txt", "x" * 300,
+                    "a/" * 400, ".hidden", "store/.manifest.json.tmp-1", ""]:
+            with pytest.raises(NotFoundError):
+                run.file(rel)
+        assert run.file("store/manifest.json").name == "manifest.json"
+        assert client.get("/files/" + "x" * 300).status_code == 404  # a name too long for the OS
     finally:
         (emoji_run / "link.txt").unlink()
 
@@ -204,12 +217,11 @@ def test_a_run_with_missing_parts_still_serves(emoji_run, tmp_path):
     assert any("embedding store" in m for m in ov["missing"]) and any("descriptions" in m for m in ov["missing"])
     page = c.get("/api/models/model-image/atoms").json()
     assert page["total"] == 64 and all(a["description"] is None for a in page["atoms"])
-    assert c.get("/api/models/model-image/atoms/0").status_code == 200
+    assert len(c.get("/api/models/model-image/atoms/0").json()["nearest"]) == 5  # from the dictionary alone
     r = c.get("/api/decompose", params={"row": 0})
     assert r.status_code == 404 and "no embedding store" in r.json()["error"]
     # with the store but still no descriptions: atoms get their top items from the codes
     shutil.copytree(emoji_run / "store", part / "store")
-    (part / "model-image" / "config.json")  # unchanged
     (part / "broken-model").mkdir()
     (part / "broken-model" / "config.json").write_text("{not json")
     (part / "broken-model" / "dictionary.safetensors").write_bytes(b"")
@@ -221,6 +233,37 @@ def test_a_run_with_missing_parts_still_serves(emoji_run, tmp_path):
     assert a["description"] is None and "explain" in a["note"] and a["top_positive"]
     assert c.get("/api/models/broken-model/atoms").status_code == 404
     assert c.get("/api/decompose", params={"row": 0}).status_code == 200
+
+
+def test_damaged_files_in_a_run_are_reported_not_fatal(emoji_run, tmp_path):
+    run = tmp_path / "damaged"
+    run.mkdir()
+    shutil.copytree(emoji_run / "model-image", run / "model-image")
+    shutil.copytree(emoji_run / "atoms-image", run / "atoms-image")
+    bad = run / "model-odd"
+    shutil.copytree(emoji_run / "model-text", bad)
+    config = json.loads((bad / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**config, "data": [1, 2], "params": []}))
+    (run / "metrics.json").write_text('{"models": {"model-image": {"explained_signal": NaN}, "model-odd": 3}}')
+    (run / "atoms-image" / "summary.json").write_text("[]")
+    c = TestClient(create_app(run), raise_server_exceptions=False)
+    r = c.get("/api/overview")
+    assert r.status_code == 200 and "NaN" not in r.text
+    ov = r.json()
+    models = {m["id"]: m for m in ov["models"]}
+    assert "params and data must be objects" in models["model-odd"]["problem"]
+    assert models["model-image"]["heldout"] == {"explained_signal": None}
+    assert any("summary.json unreadable" in p for p in ov["problems"])
+    assert c.get("/api/models/model-image/atoms/0").json()["description"]  # atoms.jsonl still read
+    assert c.get("/api/models/model-odd/atoms").status_code == 404
+
+
+def test_export_refuses_to_replace_what_it_did_not_write(emoji_run, tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    for target, why in ((emoji_run.parent, "holds the run folder"), (tmp_path, "is not an earlier export")):
+        assert main(["export-site", str(emoji_run), str(target), "--quiet"]) == 2
+        assert why in capsys.readouterr().err
+    assert (tmp_path / "keep.txt").read_text() == "mine" and (emoji_run / "store").is_dir()
 
 
 def test_export_site_writes_every_page_and_never_a_partial_folder(emoji_run, tmp_path, monkeypatch):

@@ -7,13 +7,12 @@ bad value, 413 for an upload that is too large, 422 for a malformed parameter.
 """
 
 
-import json
 import socket
 from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import DbksvdError, MissingDependencyError, NotFoundError, ParameterError
-from .run import MAX_PAGE, MAX_QUERY_CHARS, MAX_UPLOAD_BYTES, SORT_KEYS, Run
+from .run import MAX_PAGE, MAX_QUERY_CHARS, MAX_UPLOAD_BYTES, SORT_KEYS, Run, dumps
 
 STATIC = Path(__file__).parent / "static"
 
@@ -31,8 +30,7 @@ def _json_response(content: Any, status: int = 200) -> Any:
     returned dict costs more than the query itself for atom records."""
     from fastapi.responses import Response
 
-    body = json.dumps(content, ensure_ascii=False, separators=(",", ":"), default=float)
-    return Response(body, status_code=status, media_type="application/json")
+    return Response(dumps(content), status_code=status, media_type="application/json")
 
 
 def create_app(run: Run | str | Path) -> Any:

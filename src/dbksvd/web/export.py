@@ -21,14 +21,14 @@ from .._progress import progress
 from ..errors import NotFoundError, ParameterError
 from ..io import atomic_path
 from .app import STATIC
-from .run import Run, slug
+from .run import Run, dumps, slug
 
 #: Atom records and decompositions per data file.
 CHUNK = 100
 
 
 def _write_js(path: Path, key: str, value: Any) -> None:
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=float)
+    text = dumps(value)
     # "</" inside a string must not end an inline script; U+2028/9 are line ends in older JS
     text = text.replace("</", "<\\/").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     path.write_text(f"(window.DBKSVD_DATA=window.DBKSVD_DATA||{{}})[{json.dumps(key)}]={text};\n", encoding="utf-8")
@@ -60,7 +60,11 @@ def export_site(run_dir: str | Path, out: str | Path, *, max_items: int = 20000,
     out = Path(out).resolve()
     if out == run.path or out.is_relative_to(run.path):
         raise ParameterError(f"{out} is inside the run folder; export the site somewhere else")
-    models = [e for e in run.models.values() if not e.problem]
+    if run.path.is_relative_to(out):
+        raise ParameterError(f"{out} holds the run folder; export the site somewhere else")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "data" / "site.js").is_file())):
+        raise ParameterError(f"{out} exists and is not an earlier export; choose an empty or new folder")
+    models = run.usable()
     rows = _exported_rows(run, max_items)
     features = run.features()
     shown = set(int(r) for r in rows)  # thumbnails: the exported items and every atom's top items
@@ -78,9 +82,6 @@ def export_site(run_dir: str | Path, out: str | Path, *, max_items: int = 20000,
         data = tmp / "data"
         data.mkdir()
         (data / "site.js").write_text(f"window.DBKSVD_STATIC={json.dumps({'chunk': CHUNK, 'version': 1})};\n")
-        overview = run.overview()
-        overview["features"] = {**features, "upload": False, "embedding_search": False}
-        overview["exported_items"] = int(len(rows))
         atoms = 0
         for entry in models:
             recs = run.atoms(entry)
@@ -106,15 +107,18 @@ def export_site(run_dir: str | Path, out: str | Path, *, max_items: int = 20000,
             for r in sorted(shown):
                 try:
                     (thumbs / f"{r}.png").write_bytes(run.thumbnail(r))
-                except NotFoundError as exc:  # the page shows the caption instead
-                    overview["problems"].append(str(exc))
-                    break
+                except NotFoundError:  # that item's pages show its caption instead
+                    if run._dataset is None:  # the dataset itself is gone: no thumbnail at all
+                        break
                 bar.update(1)
         for report in run.reports:
             for rel in [*report["plots"], report["html"]]:
                 target = tmp / "files" / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(run.file(rel), target)
+        overview = run.overview()  # last: it lists every problem met while exporting
+        overview["features"] = {**features, "upload": False, "embedding_search": False}
+        overview["exported_items"] = int(len(rows))
         _write_js(data / "overview.js", "overview", overview)
     bar.close()
     return {"models": len(models), "atoms": atoms, "items": int(len(rows))}

@@ -33,6 +33,10 @@ SORT_KEYS = ("usage", "faithfulness", "specificity", "atom")
 #: Above this many rows the explorer does not code or embed-search the whole store at once.
 MAX_ROWS_IN_MEMORY = 200_000
 CARD_THUMBS = 4
+#: Image formats an upload may be in (never one whose decoder runs an external program).
+UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+#: Uploads decoded and encoded at once (each may hold a 16.7-megapixel image in memory).
+_UPLOAD_SLOTS = threading.BoundedSemaphore(2)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -99,6 +103,26 @@ def _finite(v: Any) -> float | None:
     return None if v is None or not math.isfinite(float(v)) else float(v)
 
 
+def _finite_values(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_values(v) for v in value]
+    if isinstance(value, np.generic):
+        return _finite_values(value.item())
+    return value
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON of an answer; NaN and infinities (not JSON) become null."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError):
+        return json.dumps(_finite_values(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
     """``value`` as an int in [low, high] (ParameterError otherwise)."""
     if isinstance(value, bool):
@@ -153,11 +177,8 @@ class Run:
     def warm(self) -> None:
         """Load what the first requests would otherwise wait for: models, atom records, the
         text encoder and the description embeddings (a server calls this in the background)."""
-        for entry in self.models.values():
-            if entry.problem:
-                continue
+        for entry in self.usable():
             try:
-                self.model(entry)
                 self.columns(entry)
                 if self._text_spec() is not None:
                     self._description_vectors(entry)
@@ -231,7 +252,7 @@ class Run:
             return
         try:
             data = json.loads(path.read_text())
-            self._heldout = dict(data.get("models", {}))
+            self._heldout = {k: v for k, v in dict(data.get("models", {})).items() if isinstance(v, dict)}
             self.heldout_split = data.get("split")
             self.heldout_rows = {int(r) for r in data.get("test_rows", [])}
         except (ValueError, TypeError, AttributeError, OSError) as exc:
@@ -240,10 +261,17 @@ class Run:
     def _add_model(self, folder: Path, explanations: dict[Path, Path]) -> None:
         rel = self._rel(folder)
         entry_id = slug(rel.replace("/", "."))
+        while entry_id in self.models:  # two folder names that give the same id
+            entry_id += "_"
         try:
             config = json.loads((folder / "config.json").read_text())
-            if not isinstance(config, dict) or "architecture" not in config:
+            if not isinstance(config, dict) or not isinstance(config.get("architecture"), str):
                 raise ValueError("no architecture")
+            if not isinstance(config.get("params", {}), dict) or not isinstance(config.get("data") or {}, dict):
+                raise ValueError("params and data must be objects")
+            if isinstance(config.get("n_atoms"), bool) or not isinstance(config.get("n_atoms"), int) \
+                    or not isinstance(config.get("n_features"), int):
+                raise ValueError("n_atoms and n_features must be integers")
             problem = None
         except (ValueError, OSError) as exc:
             config, problem = {}, f"unreadable config.json ({' '.join(str(exc).split())[:80]})"
@@ -258,6 +286,7 @@ class Run:
             for resolved, expl in explanations.items():
                 try:
                     named = json.loads((expl / "summary.json").read_text()).get("model_path")
+                    named = named if isinstance(named, str) else None
                 except (ValueError, OSError, AttributeError):
                     continue
                 if named and (expl / named).resolve() == folder.resolve():
@@ -267,6 +296,9 @@ class Run:
             entry.explanation = match
             try:
                 entry.summary = json.loads((match / "summary.json").read_text())
+                if not isinstance(entry.summary, dict):
+                    entry.summary = None
+                    raise ValueError("not an object")
             except (ValueError, OSError):
                 self.problems.append(f"{self._rel(match)}/summary.json unreadable: headline scores not shown")
         self.models[entry_id] = entry
@@ -290,18 +322,38 @@ class Run:
             self.problems.append(f"{self._rel(folder)}/results.json unreadable")
             return
         rel = self._rel(folder)
+        if not isinstance(data, dict) or not isinstance(data.get("results", []), list):
+            self.problems.append(f"{rel}/results.json is not a dbksvd compare report")
+            return
         plots = [f"{rel}/{name}" for name in ("pareto.png", "usage.png") if (folder / name).is_file()]
         keys = ("method", "k", "coder", "l0", "explained_signal", "explained_variance", "cosine", "dead_atoms",
                 "faithfulness", "specificity", "diversity", "seconds", "status")
-        rows = [{k: r.get(k) for k in keys if k in r} for r in data.get("results", [])]
+        rows = [{k: r.get(k) for k in keys if k in r} for r in data.get("results", []) if isinstance(r, dict)]
         self.reports.append({"folder": rel, "rows": rows, "plots": plots, "html": f"{rel}/report.html"})
 
     # -- lookups ----------------------------------------------------------------------------
+
+    def usable(self) -> list[ModelEntry]:
+        """The models that load (one that fails is marked with its problem and left out)."""
+        out = []
+        for entry in self.models.values():
+            if entry.problem is None:
+                try:
+                    self.model(entry)
+                    self.atoms(entry)
+                except DbksvdError as exc:
+                    entry.problem = str(exc)
+                    self.problems.append(f"{entry.rel}: {exc}")
+                    continue
+                out.append(entry)
+        return out
 
     def entry(self, model_id: str) -> ModelEntry:
         entry = self.models.get(model_id)
         if entry is None:
             raise NotFoundError(f"no model {str(model_id)[:60]!r} in this run")
+        if entry.problem is None:
+            self.usable()  # loads it, or records why it cannot be used
         if entry.problem:
             raise NotFoundError(f"model {model_id} cannot be used: {entry.problem}")
         return entry
@@ -341,13 +393,14 @@ class Run:
             entry.explanation = None
         note = "no descriptions yet (run dbksvd explain)"
         if self.store is None or entry.space is None or self.store.count > MAX_ROWS_IN_MEMORY:
-            from ..analysis.evidence import AtomEvidence
+            from ..analysis.evidence import AtomEvidence, nearest_atoms
 
             K = entry.n_atoms
+            near, near_cos = nearest_atoms(self.model(entry).components_)  # the dictionary alone gives these
             zeros = {s: np.zeros(K, dtype=np.int64) for s in ("pos", "neg")}
             empty = AtomEvidence(0, zeros, {s: np.zeros(K) for s in zeros}, {s: np.full((K, 0), -1) for s in zeros},
                                  {s: np.zeros((K, 0)) for s in zeros}, np.zeros((K, 21), dtype=np.int64), np.zeros(K),
-                                 np.zeros((K, 0), dtype=np.int64), np.zeros((K, 0)))
+                                 near, near_cos)
             return evidence_records(empty, [], [], note=note + "; no store rows coded")
         from ..analysis.evidence import atom_evidence
 
@@ -538,9 +591,7 @@ class Run:
         else:
             notes.append("search by embedding unavailable: the run has no text encoder")
         atoms = []
-        for entry in self.models.values():
-            if entry.problem:
-                continue
+        for entry in self.usable():
             recs = self.atoms(entry)
             col = self.columns(entry)
             text_hits = [i for i, t in enumerate(col["text"]) if t and all(w in t for w in words)]
@@ -612,8 +663,8 @@ class Run:
         """The sparse code of store item ``row`` under every model of the run, side by side."""
         item = self.item(row)
         out = []
-        for entry in self.models.values():
-            if entry.problem or entry.space is None:
+        for entry in self.usable():
+            if entry.space is None:
                 continue
             x = self.store.space(entry.space).take(np.array([item["row"]]))[0]
             out.append(self._code(entry, x))
@@ -624,11 +675,14 @@ class Run:
         every image-space model."""
         if self.store is None or "image" not in self.store.manifest["spaces"]:
             raise ParameterError("this run has no image space, so no upload")
-        image = open_upload(data)
         spec = self.store.manifest["spaces"]["image"]["encoder"].get("name")
-        x = self.encoder(spec).encode_images([image])[0]
-        out = [self._code(e, x) for e in self.models.values() if not e.problem and e.space == "image"]
-        return {"item": {"row": None, "caption": "uploaded image", "size": list(image.size)}, "models": out}
+        with _UPLOAD_SLOTS:
+            image = open_upload(data)
+            size = list(image.size)
+            x = self.encoder(spec).encode_images([image])[0]
+            del image
+        out = [self._code(e, x) for e in self.usable() if e.space == "image"]
+        return {"item": {"row": None, "caption": "uploaded image", "size": size}, "models": out}
 
     def _code(self, entry: ModelEntry, x: np.ndarray) -> dict[str, Any]:
         model = self.model(entry)
@@ -713,8 +767,12 @@ class Run:
         """A file inside the run folder (NotFoundError for anything outside it or missing)."""
         if not isinstance(rel, str) or not rel or "\x00" in rel or len(rel) > 1000:
             raise NotFoundError("no such file")
-        target = (self.path / rel).resolve()
-        if not target.is_relative_to(self.path) or not target.is_file():
+        try:
+            target = (self.path / rel).resolve()
+            inside = target.is_relative_to(self.path) and target.is_file()
+        except (OSError, ValueError):  # a name too long, a loop of links
+            inside = False
+        if not inside or any(part.startswith(".") for part in target.relative_to(self.path).parts):
             raise NotFoundError("no such file in the run folder")
         return target
 
@@ -729,7 +787,7 @@ def open_upload(data: bytes) -> Any:
     from PIL import Image
 
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS)
         w, h = image.size
         if w * h > MAX_IMAGE_PIXELS:
             raise ParameterError(f"the image is {w} x {h} pixels; at most {MAX_IMAGE_PIXELS} pixels are allowed")

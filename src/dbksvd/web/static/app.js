@@ -49,6 +49,7 @@ function queryIndex(index, p) {
     (p.min_faithfulness == null || (a.faithfulness != null && a.faithfulness >= p.min_faithfulness)) &&
     (p.min_specificity == null || (a.specificity != null && a.specificity >= p.min_specificity)) &&
     (p.min_usage == null || (a.usage != null && a.usage >= p.min_usage)) &&
+    (p.described == null || (a.text !== "") === p.described) &&
     (!words.length || matches(a.text, words)));
   const key = p.sort || "usage", sign = (p.order || "desc") === "desc" ? -1 : 1;
   rows = rows.slice().sort((x, y) => {
@@ -84,6 +85,8 @@ const data = {
     return { total: hits.length, offset, limit, items: hits.slice(offset, offset + limit) };
   },
   search: async (q) => {
+    q = q.split(/\s+/).filter(Boolean).join(" ");
+    if (!q) throw new Error("the query is empty");
     if (!STATIC) return apiGet("search", { q, limit: 10 });
     const ov = await data.overview();
     const words = q.toLowerCase().split(/\s+/).filter(Boolean);
@@ -91,7 +94,9 @@ const data = {
     for (const m of ov.models.filter((m) => !m.problem)) {
       const index = await loadScript("index/" + m.id, `data/index-${safeName(m.id)}.js`);
       const hits = index.atoms.filter((a) => a.text && matches(a.text, words));
-      hits.sort((x, y) => ((y.faithfulness || 0) - (x.faithfulness || 0)));
+      const phrase = q.toLowerCase();  // as the server: descriptions holding the whole phrase first
+      const has = (a) => ((a.description || "").toLowerCase().includes(phrase) ? 0 : 1);
+      hits.sort((x, y) => (has(x) - has(y)) || ((y.faithfulness || 0) - (x.faithfulness || 0)));
       atoms.push({ model: m.id, by_text: hits.slice(0, 10), by_text_total: hits.length, by_embedding: [], by_direction: [] });
     }
     const found = ov.store ? await data.items({ q, limit: 10 }) : { items: [], total: 0 };
