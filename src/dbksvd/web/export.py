@@ -34,7 +34,13 @@ def _write_js(path: Path, key: str, value: Any) -> None:
     path.write_text(f"(window.DBKSVD_DATA=window.DBKSVD_DATA||{{}})[{json.dumps(key)}]={text};\n", encoding="utf-8")
 
 
-def _exported_rows(run: Run, max_items: int) -> np.ndarray:
+def _top_rows(run: Run, models: list) -> set[int]:
+    """Store rows that are some atom's top item (either sign) in any of ``models``."""
+    return {t["row"] for entry in models for rec in run.atoms(entry)
+            for side in ("top_positive", "top_negative") for t in rec.get(side, [])}
+
+
+def _exported_rows(run: Run, models: list, max_items: int) -> np.ndarray:
     """Item rows that get pages: all when the store has at most ``max_items``, else every
     atom's top items and the first rows up to ``max_items``."""
     if run.store is None:
@@ -42,12 +48,7 @@ def _exported_rows(run: Run, max_items: int) -> np.ndarray:
     n = run.store.count
     if n <= max_items:
         return np.arange(n)
-    rows = set(range(max_items))
-    for entry in run.models.values():
-        if not entry.problem:
-            for r in run.atoms(entry):
-                rows.update(t["row"] for side in ("top_positive", "top_negative") for t in r.get(side, []))
-    return np.array(sorted(rows), dtype=np.int64)
+    return np.array(sorted(set(range(max_items)) | _top_rows(run, models)), dtype=np.int64)
 
 
 def export_site(run_dir: str | Path, out: str | Path, *, max_items: int = 20000,
@@ -65,13 +66,10 @@ def export_site(run_dir: str | Path, out: str | Path, *, max_items: int = 20000,
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "data" / "site.js").is_file())):
         raise ParameterError(f"{out} exists and is not an earlier export; choose an empty or new folder")
     models = run.usable()
-    rows = _exported_rows(run, max_items)
+    rows = _exported_rows(run, models, max_items)
     features = run.features()
-    shown = set(int(r) for r in rows)  # thumbnails: the exported items and every atom's top items
-    if features["thumbnails"]:
-        for entry in models:
-            for rec in run.atoms(entry):
-                shown.update(t["row"] for side in ("top_positive", "top_negative") for t in rec.get(side, []))
+    # thumbnails: the exported items and every atom's top items
+    shown = {int(r) for r in rows} | (_top_rows(run, models) if features["thumbnails"] else set())
     total = sum(e.n_atoms for e in models) + len(rows) + (len(shown) if features["thumbnails"] else 0)
     bar = progress(total, "export site", enabled=show_progress, unit="step")
     with atomic_path(out, directory=True) as tmp:

@@ -81,8 +81,8 @@ class ModelEntry:
 
     @property
     def coder(self) -> str:
-        params = self.config.get("params", {})
-        return str(params.get("coder", "own")) if self.architecture != "dbksvd" else str(params.get("coder", "omp"))
+        default = "omp" if self.architecture == "dbksvd" else "own"
+        return str(self.config.get("params", {}).get("coder", default))
 
     def card(self) -> dict[str, Any]:
         s = self.summary or {}
@@ -333,28 +333,27 @@ class Run:
 
     # -- lookups ----------------------------------------------------------------------------
 
+    def _loads(self, entry: ModelEntry) -> bool:
+        """Whether ``entry`` loads (model and atom records); one that fails is marked with its
+        problem."""
+        if entry.problem is None:
+            try:
+                self.model(entry)
+                self.atoms(entry)
+            except DbksvdError as exc:
+                entry.problem = str(exc)
+                self.problems.append(f"{entry.rel}: {exc}")
+        return entry.problem is None
+
     def usable(self) -> list[ModelEntry]:
         """The models that load (one that fails is marked with its problem and left out)."""
-        out = []
-        for entry in self.models.values():
-            if entry.problem is None:
-                try:
-                    self.model(entry)
-                    self.atoms(entry)
-                except DbksvdError as exc:
-                    entry.problem = str(exc)
-                    self.problems.append(f"{entry.rel}: {exc}")
-                    continue
-                out.append(entry)
-        return out
+        return [entry for entry in self.models.values() if self._loads(entry)]
 
     def entry(self, model_id: str) -> ModelEntry:
         entry = self.models.get(model_id)
         if entry is None:
             raise NotFoundError(f"no model {str(model_id)[:60]!r} in this run")
-        if entry.problem is None:
-            self.usable()  # loads it, or records why it cannot be used
-        if entry.problem:
+        if not self._loads(entry):
             raise NotFoundError(f"model {model_id} cannot be used: {entry.problem}")
         return entry
 
