@@ -14,7 +14,13 @@ import sys
 import threading
 from contextlib import nullcontext
 
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+THREAD_ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
 
 
 def set_threads_env(threads: int) -> None:
@@ -26,7 +32,9 @@ def set_threads_env(threads: int) -> None:
 def add_dataset_options(p, *, fashion_rows: int) -> None:
     """The options of the scripts that embed the built-in datasets and train SAEs and DB-KSVD
     on them (compare.py, explain.py): row counts, training budgets, store folder, threads, JSON."""
-    p.add_argument("--fashion-rows", type=int, default=fashion_rows, help=f"Fashion-MNIST images (default {fashion_rows:,})")
+    p.add_argument(
+        "--fashion-rows", type=int, default=fashion_rows, help=f"Fashion-MNIST images (default {fashion_rows:,})"
+    )
     p.add_argument("--wordnet-rows", type=int, default=20000)
     p.add_argument("--epochs", type=int, default=50, help="SAE epochs at most (default 50)")
     p.add_argument("--iters", type=int, default=30, help="DB-KSVD passes (default 30)")
@@ -76,7 +84,10 @@ def versions_line() -> str:
 def print_table(header: list[str], rows: list[list[str]], left=(0,)) -> None:
     """Columns as wide as their widest cell, right-aligned except the ``left`` ones; a rule under the header."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    line = lambda cells: "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+
+    def line(cells):
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
     print(line(header))
     print("  ".join("-" * w for w in widths))
     for r in rows:

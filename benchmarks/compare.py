@@ -49,7 +49,9 @@ import _common  # benchmarks/_common.py: this script's folder is sys.path[0]
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--datasets", default="emoji,fashion,wordnet")
     p.add_argument("--nnz", default="8,16,32,64")
     p.add_argument("--emoji-atoms", default="128,512")
@@ -100,11 +102,16 @@ def load_store(name: str, args):
     if name == "emoji":
         return embed_dataset(EmojiDataset(), root / "emoji", get_encoder("effnet-lite0"), captions=False)
     if name == "emoji-text":  # the emoji with their captions through minilm (space "text")
-        return embed_dataset(EmojiDataset(), root / "emoji-captions", get_encoder("effnet-lite0"),
-                             text_encoder=get_encoder("minilm"))
+        return embed_dataset(
+            EmojiDataset(), root / "emoji-captions", get_encoder("effnet-lite0"), text_encoder=get_encoder("minilm")
+        )
     if name == "fashion":
-        return embed_dataset(FashionMNIST(limit=args.fashion_rows), root / f"fashion-{args.fashion_rows}",
-                             get_encoder("effnet-lite0"), captions=False)
+        return embed_dataset(
+            FashionMNIST(limit=args.fashion_rows),
+            root / f"fashion-{args.fashion_rows}",
+            get_encoder("effnet-lite0"),
+            captions=False,
+        )
     if name == "wordnet":
         corpus = root / f"wordnet-{args.wordnet_rows}.txt"
         if not corpus.exists():
@@ -149,8 +156,13 @@ def main(args) -> None:
     for name in args.datasets.split(","):
         X, labels = load_dataset(name, args)
         for K in (int(v) for v in getattr(args, f"{name}_atoms").split(",")):
-            cfg = CompareConfig(atoms=K, nnz=tuple(k for k in nnz if k < K), methods=("dbksvd", "dbksvd-threshold", *SAES, "random"),
-                                dbksvd_iters=args.iters, sae_epochs=args.epochs)
+            cfg = CompareConfig(
+                atoms=K,
+                nnz=tuple(k for k in nnz if k < K),
+                methods=("dbksvd", "dbksvd-threshold", *SAES, "random"),
+                dbksvd_iters=args.iters,
+                sae_epochs=args.epochs,
+            )
             print(f"\n== {name}: {X.shape[0]} x {X.shape[1]}, K={K}")
             report = run_comparison(X, cfg, labels, show_progress=True)
             rows = [r for r in report["results"] if r.get("status") == "ok"]
@@ -161,29 +173,65 @@ def main(args) -> None:
                 best_es = max(saes, key=lambda r: r["explained_signal"])
                 best_ev = max(saes, key=lambda r: r["explained_variance"])
                 reach_s, reach_passes = time_to_reach(X, report["split_rows"], K, k, best_ev["explained_variance"])
-                table.append([str(k), f"{db['explained_signal']:.4f}", f"{best_es['explained_signal']:.4f} ({best_es['method']})",
-                              f"{db['explained_variance']:.4f}", f"{best_ev['explained_variance']:.4f} ({best_ev['method']})",
-                              f"{db['train_seconds']:.1f}", f"{best_ev['train_seconds']:.1f}",
-                              "-" if reach_s is None else f"{reach_s:.1f} ({reach_passes} p)"])
-                targets(f"{name} K={K} k={k}: explained signal dbksvd > best SAE",
-                        f"{db['explained_signal']:.4f} vs {best_es['explained_signal']:.4f} ({best_es['method']})",
-                        db["explained_signal"] > best_es["explained_signal"])
+                table.append(
+                    [
+                        str(k),
+                        f"{db['explained_signal']:.4f}",
+                        f"{best_es['explained_signal']:.4f} ({best_es['method']})",
+                        f"{db['explained_variance']:.4f}",
+                        f"{best_ev['explained_variance']:.4f} ({best_ev['method']})",
+                        f"{db['train_seconds']:.1f}",
+                        f"{best_ev['train_seconds']:.1f}",
+                        "-" if reach_s is None else f"{reach_s:.1f} ({reach_passes} p)",
+                    ]
+                )
+                targets(
+                    f"{name} K={K} k={k}: explained signal dbksvd > best SAE",
+                    f"{db['explained_signal']:.4f} vs {best_es['explained_signal']:.4f} ({best_es['method']})",
+                    db["explained_signal"] > best_es["explained_signal"],
+                )
                 thr = next(r for r in rows if r["method"] == "dbksvd-threshold" and r["k"] == k)
-                targets(f"{name} K={K} k={k}: explained signal dbksvd-threshold vs best SAE",
-                        f"{thr['explained_signal']:.4f} vs {best_es['explained_signal']:.4f} ({best_es['method']})",
-                        "info")
-                targets(f"{name} K={K} k={k}: time to reach the best SAE's EV < its training time",
-                        "never reached" if reach_s is None else
-                        f"{reach_s:.1f} s vs {best_ev['train_seconds']:.1f} s ({best_ev['method']}): "
-                        f"x{reach_s / best_ev['train_seconds']:.2f}",
-                        reach_s is not None and reach_s < best_ev["train_seconds"])
-                out["runs"].append({"dataset": name, "K": K, "k": k, "dbksvd": db, "best_sae_es": best_es,
-                                    "best_sae_ev": best_ev, "reach_seconds": reach_s, "reach_passes": reach_passes})
-            _common.print_table(["k", "dbksvd ES", "best SAE ES", "dbksvd EV", "best SAE EV", "dbksvd s",
-                                 "SAE s", "reach s"], table)
-            full = [[r["method"], str(r["k"]), f"{r['explained_signal']:.4f}", f"{r['explained_variance']:.4f}",
-                     f"{r['l0']:.1f}", str(r["dead_atoms"]), f"{r['train_seconds']:.1f}",
-                     f"{r.get('probe_retention', float('nan')):.3f}"] for r in rows]
+                targets(
+                    f"{name} K={K} k={k}: explained signal dbksvd-threshold vs best SAE",
+                    f"{thr['explained_signal']:.4f} vs {best_es['explained_signal']:.4f} ({best_es['method']})",
+                    "info",
+                )
+                targets(
+                    f"{name} K={K} k={k}: time to reach the best SAE's EV < its training time",
+                    "never reached"
+                    if reach_s is None
+                    else f"{reach_s:.1f} s vs {best_ev['train_seconds']:.1f} s ({best_ev['method']}): "
+                    f"x{reach_s / best_ev['train_seconds']:.2f}",
+                    reach_s is not None and reach_s < best_ev["train_seconds"],
+                )
+                out["runs"].append(
+                    {
+                        "dataset": name,
+                        "K": K,
+                        "k": k,
+                        "dbksvd": db,
+                        "best_sae_es": best_es,
+                        "best_sae_ev": best_ev,
+                        "reach_seconds": reach_s,
+                        "reach_passes": reach_passes,
+                    }
+                )
+            _common.print_table(
+                ["k", "dbksvd ES", "best SAE ES", "dbksvd EV", "best SAE EV", "dbksvd s", "SAE s", "reach s"], table
+            )
+            full = [
+                [
+                    r["method"],
+                    str(r["k"]),
+                    f"{r['explained_signal']:.4f}",
+                    f"{r['explained_variance']:.4f}",
+                    f"{r['l0']:.1f}",
+                    str(r["dead_atoms"]),
+                    f"{r['train_seconds']:.1f}",
+                    f"{r.get('probe_retention', float('nan')):.3f}",
+                ]
+                for r in rows
+            ]
             _common.print_table(["method", "k", "ES", "EV", "L0", "dead", "train s", "probe ret."], full)
     out["targets"] = list(targets)
     _common.write_json(args.json, out)

@@ -63,7 +63,9 @@ import _common  # benchmarks/_common.py: this script's folder is sys.path[0]
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--datasets", default="emoji,emoji-text,fashion,wordnet")
     p.add_argument("--nnz", type=int, default=8)
     p.add_argument("--emoji-atoms", type=int, default=256)
@@ -130,7 +132,9 @@ def main(args) -> None:
     from dbksvd.analysis.explain import ExplainConfig, explain_context, explanation_scores
 
     torch.set_num_threads(args.threads)
-    print(f"explain benchmark: datasets {args.datasets}, k {args.nnz}, {args.threads} threads; {_common.versions_line()}")
+    print(
+        f"explain benchmark: datasets {args.datasets}, k {args.nnz}, {args.threads} threads; {_common.versions_line()}"
+    )
     targets = _common.Targets()
     out = {"runs": []}
     for name in args.datasets.split(","):
@@ -145,13 +149,17 @@ def main(args) -> None:
             t0 = time.perf_counter()
             ctx = explain_context(store, space, ExplainConfig(seed=seed, baseline=False), show_progress=False)
             X = ctx.X
-            print(f"\n== {name} seed {seed}: {X.shape[0]} x {X.shape[1]} ({space}), K={K}, k={args.nnz}; "
-                  f"context {time.perf_counter() - t0:.0f} s; text space: {ctx.info.get('text_space')}")
+            print(
+                f"\n== {name} seed {seed}: {X.shape[0]} x {X.shape[1]} ({space}), K={K}, k={args.nnz}; "
+                f"context {time.perf_counter() - t0:.0f} s; text space: {ctx.info.get('text_space')}"
+            )
             bridge = ctx.info.get("bridge")
             if bridge:
                 bridges.append(bridge)
-                print(f"   bridge {bridge['kind']} {bridge['params']}: held-out recall@1 {bridge['test']['recall@1']:.3f}, "
-                      f"recall@5 {bridge['test']['recall@5']:.3f} over {bridge['test']['gallery']} captions")
+                print(
+                    f"   bridge {bridge['kind']} {bridge['params']}: held-out recall@1 {bridge['test']['recall@1']:.3f}, "
+                    f"recall@5 {bridge['test']['recall@5']:.3f} over {bridge['test']['gallery']} captions"
+                )
             detectors = replace(ctx, cfg=replace(ctx.cfg, coder="threshold"))
             for method in METHODS:
                 t0 = time.perf_counter()
@@ -159,32 +167,65 @@ def main(args) -> None:
                 t1 = time.perf_counter()
                 s = {**explanation_scores(model, ctx), "explained_signal": held_out_explained_signal(model, X, ctx)}
                 per_seed.setdefault(method, []).append(s)
-                print(f"   {method:<16} fit {t1 - t0:6.1f} s, explain {time.perf_counter() - t1:6.1f} s: "
-                      + ", ".join(f"{k} {v:.3f}" for k, v in s.items() if v is not None))
+                print(
+                    f"   {method:<16} fit {t1 - t0:6.1f} s, explain {time.perf_counter() - t1:6.1f} s: "
+                    + ", ".join(f"{k} {v:.3f}" for k, v in s.items() if v is not None)
+                )
                 if method in DETECTOR_READ:
-                    per_seed.setdefault(f"{method} (bare threshold reading)", []).append(explanation_scores(model, detectors))
-        summary = {m: {metric: mean_se(r.get(metric) for r in rows) for metric in METRICS + ("described",)}
-                   for m, rows in per_seed.items()}
+                    per_seed.setdefault(f"{method} (bare threshold reading)", []).append(
+                        explanation_scores(model, detectors)
+                    )
+        summary = {
+            m: {metric: mean_se(r.get(metric) for r in rows) for metric in METRICS + ("described",)}
+            for m, rows in per_seed.items()
+        }
         print(f"\n{name}: mean ± standard error over {len(seeds)} seed(s)")
-        fmt = lambda v: "n/a" if v[0] != v[0] else (f"{v[0]:.3f} ± {v[1]:.3f}" if len(seeds) > 1 else f"{v[0]:.3f}")
-        _common.print_table(["method"] + list(METRICS), [[m] + [fmt(s[metric]) for metric in METRICS] for m, s in summary.items()])
+
+        def fmt(v, seeds=seeds):
+            return "n/a" if v[0] != v[0] else (f"{v[0]:.3f} ± {v[1]:.3f}" if len(seeds) > 1 else f"{v[0]:.3f}")
+
+        _common.print_table(
+            ["method"] + list(METRICS), [[m] + [fmt(s[metric]) for metric in METRICS] for m, s in summary.items()]
+        )
         db, sae, rnd = summary[TARGET], summary[SAE_NAME], summary["random"]
         omp = summary["dbksvd"]
-        graded = ("faithfulness", "diversity") if name in CLASS_NAME_CAPTIONS else ("faithfulness", "specificity", "diversity")
+        graded = (
+            ("faithfulness", "diversity")
+            if name in CLASS_NAME_CAPTIONS
+            else ("faithfulness", "specificity", "diversity")
+        )
         for metric in METRICS:
             ok = db[metric][0] >= sae[metric][0] if metric in graded + ("explained_signal",) else "info"
-            targets(f"{name}: {metric} dbksvd (threshold pursuit) >= topk SAE", f"{db[metric][0]:.3f} vs {sae[metric][0]:.3f}", ok)
+            targets(
+                f"{name}: {metric} dbksvd (threshold pursuit) >= topk SAE",
+                f"{db[metric][0]:.3f} vs {sae[metric][0]:.3f}",
+                ok,
+            )
         for metric in METRICS:
-            targets(f"{name}: {metric} dbksvd (omp) vs topk SAE", f"{omp[metric][0]:.3f} vs {sae[metric][0]:.3f}", "info")
+            targets(
+                f"{name}: {metric} dbksvd (omp) vs topk SAE", f"{omp[metric][0]:.3f} vs {sae[metric][0]:.3f}", "info"
+            )
         for method, s in ((TARGET, db), (SAE_NAME, sae)):
             far_f = s["faithfulness"][0] >= rnd["faithfulness"][0] + 0.05
             far_s = s["specificity"][0] >= 1.5 * rnd["specificity"][0]
-            targets(f"{name}: {method} far above random", f"faithfulness {s['faithfulness'][0]:.3f} vs "
-                    f"{rnd['faithfulness'][0]:.3f}, specificity {s['specificity'][0]:.3f} vs {rnd['specificity'][0]:.3f}"
-                    + ("" if "specificity" in graded else " (specificity not graded)"),
-                    far_f and (far_s or "specificity" not in graded))
-        out["runs"].append({"dataset": name, "K": K, "k": args.nnz, "seeds": seeds, "bridges": bridges,
-                            "per_seed": per_seed, "summary": summary})
+            targets(
+                f"{name}: {method} far above random",
+                f"faithfulness {s['faithfulness'][0]:.3f} vs "
+                f"{rnd['faithfulness'][0]:.3f}, specificity {s['specificity'][0]:.3f} vs {rnd['specificity'][0]:.3f}"
+                + ("" if "specificity" in graded else " (specificity not graded)"),
+                far_f and (far_s or "specificity" not in graded),
+            )
+        out["runs"].append(
+            {
+                "dataset": name,
+                "K": K,
+                "k": args.nnz,
+                "seeds": seeds,
+                "bridges": bridges,
+                "per_seed": per_seed,
+                "summary": summary,
+            }
+        )
     out["targets"] = list(targets)
     _common.write_json(args.json, out)
 

@@ -69,7 +69,9 @@ import _common  # benchmarks/_common.py: this script's folder is sys.path[0]
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--rows", default="10000,100000", help="comma-separated training sizes n (default 10000,100000)")
     p.add_argument("--passes", default="3", help="passes (max_iter); one value, or one per --rows size (default 3)")
     p.add_argument("--batch-size", type=int, default=16384, help="rows per sample batch (default 16384)")
@@ -102,9 +104,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-
-from _common import MiB, RSSSampler, status_kib, reset_peak, rss_bytes  # noqa: E402
-
+from _common import MiB, RSSSampler, reset_peak, rss_bytes, status_kib  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # one size, in a subprocess
@@ -147,7 +147,9 @@ def run_child(args) -> dict:
         # peak so far (warm-up + data generation) first.
         res["peak_before_fit"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
         res["hwm_reset"] = reset_peak()
-        model = DBKSVD(K, k, preprocessing="none", max_iter=passes, batch_size=args.batch_size, random_state=0, device=device)
+        model = DBKSVD(
+            K, k, preprocessing="none", max_iter=passes, batch_size=args.batch_size, random_state=0, device=device
+        )
         with RSSSampler() as sampler:
             t0 = time.perf_counter()
             model.fit(X)
@@ -210,10 +212,14 @@ def main(args) -> int:
         return 0
     dev_name = _common.device_name(device)
     torch.set_num_threads(args.threads)
-    print(f"full fits: d={args.d} K={args.atoms} k={args.nnz}, SNR {args.snr:g} dB, batch_size={args.batch_size}, "
-          f"random_state=0, data seed {args.seed}, {args.test_rows} held-out rows, float32")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()} "
-          f"(--threads {args.threads}); device {device.type}: {dev_name}")
+    print(
+        f"full fits: d={args.d} K={args.atoms} k={args.nnz}, SNR {args.snr:g} dB, batch_size={args.batch_size}, "
+        f"random_state=0, data seed {args.seed}, {args.test_rows} held-out rows, float32"
+    )
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()} "
+        f"(--threads {args.threads}); device {device.type}: {dev_name}"
+    )
     print(f"{_common.versions_line()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print()
 
@@ -221,10 +227,34 @@ def main(args) -> int:
     for n, p in zip(sizes, passes):
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tf:
             out = tf.name
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", str(n), "--child-passes", str(p), "--child-out", out,
-               "--batch-size", str(args.batch_size), "--d", str(args.d), "--atoms", str(args.atoms), "--nnz", str(args.nnz),
-               "--snr", str(args.snr), "--test-rows", str(args.test_rows), "--threads", str(args.threads),
-               "--device", args.device, "--seed", str(args.seed)]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--child",
+            str(n),
+            "--child-passes",
+            str(p),
+            "--child-out",
+            out,
+            "--batch-size",
+            str(args.batch_size),
+            "--d",
+            str(args.d),
+            "--atoms",
+            str(args.atoms),
+            "--nnz",
+            str(args.nnz),
+            "--snr",
+            str(args.snr),
+            "--test-rows",
+            str(args.test_rows),
+            "--threads",
+            str(args.threads),
+            "--device",
+            args.device,
+            "--seed",
+            str(args.seed),
+        ]
         print(f"  n={n:,}: {p} passes ...", flush=True)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd)
@@ -236,8 +266,11 @@ def main(args) -> int:
                 r = json.load(f)
             r["subprocess_seconds"] = wall
             results.append(r)
-            print(f"  n={n:,}: done in {wall:.1f} s (data {r['data_seconds']:.1f} s, fit {r['fit_seconds']:.1f} s, "
-                  f"eval {r['eval_seconds']:.1f} s); load average {os.getloadavg()[0]:.2f}", flush=True)
+            print(
+                f"  n={n:,}: done in {wall:.1f} s (data {r['data_seconds']:.1f} s, fit {r['fit_seconds']:.1f} s, "
+                f"eval {r['eval_seconds']:.1f} s); load average {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
         except Exception as e:
             failed[n] = f"{type(e).__name__}: {e}"
             print(f"  n={n:,}: FAILED ({failed[n]})", flush=True)
@@ -249,26 +282,52 @@ def main(args) -> int:
     print()
 
     # -- table ----------------------------------------------------------------------------------
-    header = ["rows", "passes", "wall/pass s", "iter/pass s", "1st/last pass s", "RSS before MiB", "peak fit MiB",
-              "fit extra MiB", "peak proc MiB", "recovery", "cos>0.9", "held-out expl.", "train 1-rel^2"]
+    header = [
+        "rows",
+        "passes",
+        "wall/pass s",
+        "iter/pass s",
+        "1st/last pass s",
+        "RSS before MiB",
+        "peak fit MiB",
+        "fit extra MiB",
+        "peak proc MiB",
+        "recovery",
+        "cos>0.9",
+        "held-out expl.",
+        "train 1-rel^2",
+    ]
     if device.type == "cuda":
         header.insert(9, "CUDA peak MiB")
     rows = []
     for r in results:
         r["fit_extra"] = r["peak_fit"] - r["rss_before"] if r.get("rss_before") else None
         ps = r["pass_seconds"]
-        row = [f"{r['rows']:,}", str(r["passes"]), f"{r['wall_per_pass']:.1f}", f"{np.mean(ps):.1f}",
-               f"{ps[0]:.1f}/{ps[-1]:.1f}", fmt_mib(r["rss_before"]), fmt_mib(r["peak_fit"]), fmt_mib(r["fit_extra"]),
-               fmt_mib(r["peak_process"]), f"{100 * r['recovery']:.1f}%", f"{100 * r['recovery_cos90']:.1f}%",
-               f"{r['heldout_explained']:.4f}", f"{1 - r['last_rel_error'] ** 2:.4f}"]
+        row = [
+            f"{r['rows']:,}",
+            str(r["passes"]),
+            f"{r['wall_per_pass']:.1f}",
+            f"{np.mean(ps):.1f}",
+            f"{ps[0]:.1f}/{ps[-1]:.1f}",
+            fmt_mib(r["rss_before"]),
+            fmt_mib(r["peak_fit"]),
+            fmt_mib(r["fit_extra"]),
+            fmt_mib(r["peak_process"]),
+            f"{100 * r['recovery']:.1f}%",
+            f"{100 * r['recovery_cos90']:.1f}%",
+            f"{r['heldout_explained']:.4f}",
+            f"{1 - r['last_rel_error'] ** 2:.4f}",
+        ]
         if device.type == "cuda":
             row.insert(9, fmt_mib(r.get("cuda_max_allocated")))
         rows.append(row)
     if rows:
         _common.print_table(header, rows, left=())
         print()
-        print("wall/pass = fit wall time / passes; iter/pass = sum of history_ seconds per pass (mean); "
-              "fit extra = peak fit - RSS before")
+        print(
+            "wall/pass = fit wall time / passes; iter/pass = sum of history_ seconds per pass (mean); "
+            "fit extra = peak fit - RSS before"
+        )
         hw = "VmHWM reset + 20 ms VmRSS sampling" if all(r["hwm_reset"] for r in results) else "20 ms VmRSS sampling"
         print(f"peak fit measured by {hw}; peak proc = peak RSS of the whole subprocess (data generation included)")
         print("replaced atoms over the fit: " + ", ".join(f"n={r['rows']:,}: {r['replaced']}" for r in results))
@@ -284,40 +343,69 @@ def main(args) -> int:
         a, b = min(results, key=lambda r: r["rows"]), max(results, key=lambda r: r["rows"])
         rr = b["rows"] / a["rows"]
         growth = dict(
-            rows=rr, wall_per_pass=b["wall_per_pass"] / a["wall_per_pass"],
+            rows=rr,
+            wall_per_pass=b["wall_per_pass"] / a["wall_per_pass"],
             iter_per_pass=float(np.mean(b["pass_seconds"]) / np.mean(a["pass_seconds"])),
             peak_fit=b["peak_fit"] / a["peak_fit"],
             fit_extra=(b["fit_extra"] / a["fit_extra"]) if a.get("fit_extra") and b.get("fit_extra") else None,
             peak_process=b["peak_process"] / a["peak_process"],
         )
-        print(f"growth n={b['rows']:,} / n={a['rows']:,} (rows x{rr:g}): wall/pass x{growth['wall_per_pass']:.2f}, "
-              f"iter/pass x{growth['iter_per_pass']:.2f}, peak fit x{growth['peak_fit']:.2f}, "
-              f"fit extra x{growth['fit_extra']:.2f}, peak proc x{growth['peak_process']:.2f}"
-              if growth["fit_extra"] is not None else
-              f"growth n={b['rows']:,} / n={a['rows']:,} (rows x{rr:g}): wall/pass x{growth['wall_per_pass']:.2f}, "
-              f"peak fit x{growth['peak_fit']:.2f}")
+        print(
+            f"growth n={b['rows']:,} / n={a['rows']:,} (rows x{rr:g}): wall/pass x{growth['wall_per_pass']:.2f}, "
+            f"iter/pass x{growth['iter_per_pass']:.2f}, peak fit x{growth['peak_fit']:.2f}, "
+            f"fit extra x{growth['fit_extra']:.2f}, peak proc x{growth['peak_process']:.2f}"
+            if growth["fit_extra"] is not None
+            else f"growth n={b['rows']:,} / n={a['rows']:,} (rows x{rr:g}): wall/pass x{growth['wall_per_pass']:.2f}, "
+            f"peak fit x{growth['peak_fit']:.2f}"
+        )
         print()
-        targets(f"time per pass grows at most linearly (wall/pass ratio <= 1.2 x rows ratio {rr:g})",
-                f"x{growth['wall_per_pass']:.2f}", growth["wall_per_pass"] <= 1.2 * rr)
+        targets(
+            f"time per pass grows at most linearly (wall/pass ratio <= 1.2 x rows ratio {rr:g})",
+            f"x{growth['wall_per_pass']:.2f}",
+            growth["wall_per_pass"] <= 1.2 * rr,
+        )
         if growth["fit_extra"] is not None:
             small_full = a["rows"] >= args.batch_size
-            targets("fit memory bounded by the batch size (fit extra ratio <= 2)"
-                    + ("" if small_full else f" -- smallest n < batch size {args.batch_size}, so INFO"),
-                    f"x{growth['fit_extra']:.2f} ({fmt_mib(a['fit_extra'])} -> {fmt_mib(b['fit_extra'])} MiB)",
-                    (growth["fit_extra"] <= 2.0) if small_full else "info")
+            targets(
+                "fit memory bounded by the batch size (fit extra ratio <= 2)"
+                + ("" if small_full else f" -- smallest n < batch size {args.batch_size}, so INFO"),
+                f"x{growth['fit_extra']:.2f} ({fmt_mib(a['fit_extra'])} -> {fmt_mib(b['fit_extra'])} MiB)",
+                (growth["fit_extra"] <= 2.0) if small_full else "info",
+            )
     else:
         targets("growth checks", "need two --rows sizes", None)
     for r in results:
-        targets(f"n={r['rows']:,}: recovery (1-|cos| < 0.01) / held-out explained signal",
-                f"{100 * r['recovery']:.1f}% / {r['heldout_explained']:.4f} after {r['passes']} passes", "info")
+        targets(
+            f"n={r['rows']:,}: recovery (1-|cos| < 0.01) / held-out explained signal",
+            f"{100 * r['recovery']:.1f}% / {r['heldout_explained']:.4f} after {r['passes']} passes",
+            "info",
+        )
 
-    _common.write_json(args.json, dict(
-        config=dict(rows=sizes, passes=passes, batch_size=args.batch_size, d=args.d, atoms=args.atoms,
-                    nnz=args.nnz, snr_db=args.snr, test_rows=args.test_rows, threads=args.threads,
-                    device=device.type, device_name=dev_name, seed=args.seed, cpu_count=os.cpu_count()),
-        versions=_common.versions(),
-        results=results, growth=growth, failed=failed, targets=targets,
-    ))
+    _common.write_json(
+        args.json,
+        dict(
+            config=dict(
+                rows=sizes,
+                passes=passes,
+                batch_size=args.batch_size,
+                d=args.d,
+                atoms=args.atoms,
+                nnz=args.nnz,
+                snr_db=args.snr,
+                test_rows=args.test_rows,
+                threads=args.threads,
+                device=device.type,
+                device_name=dev_name,
+                seed=args.seed,
+                cpu_count=os.cpu_count(),
+            ),
+            versions=_common.versions(),
+            results=results,
+            growth=growth,
+            failed=failed,
+            targets=targets,
+        ),
+    )
     return 0
 
 

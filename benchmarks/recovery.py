@@ -93,12 +93,22 @@ PEERS = METHODS[1:]
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--trials", type=int, default=50, help="trials per SNR (default 50)")
-    p.add_argument("--snr", default="inf,30,20,10", help="comma-separated SNRs in dB, 'inf' = no noise (default inf,30,20,10)")
-    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)} (default all)")
-    p.add_argument("--peer-trials", default=None, metavar="N | NAME=N[,NAME=N]",
-                   help="run peers on the first N trials only: 'N' for every peer, or e.g. 'sklearn=10,dictlearn=20'")
+    p.add_argument(
+        "--snr", default="inf,30,20,10", help="comma-separated SNRs in dB, 'inf' = no noise (default inf,30,20,10)"
+    )
+    p.add_argument(
+        "--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)} (default all)"
+    )
+    p.add_argument(
+        "--peer-trials",
+        default=None,
+        metavar="N | NAME=N[,NAME=N]",
+        help="run peers on the first N trials only: 'N' for every peer, or e.g. 'sklearn=10,dictlearn=20'",
+    )
     p.add_argument("--threads", type=int, default=2, help="CPU threads for every method (default 2)")
     p.add_argument("--iters", type=int, default=80, help="iterations / passes over the data (default 80)")
     p.add_argument("--n", type=int, default=1500, help="signals per trial (default 1500)")
@@ -108,7 +118,9 @@ def parse_args(argv=None):
     p.add_argument("--threshold", type=float, default=0.01, help="recovered when 1 - |<g, d>| < this (default 0.01)")
     p.add_argument("--spams-batchsize", type=int, default=512, help="SPAMS mini-batch size (default 512)")
     p.add_argument("--sklearn-alpha", type=float, default=0.3, help="scikit-learn L1 penalty alpha (default 0.3)")
-    p.add_argument("--sklearn-fit-algorithm", default="cd", choices=("cd", "lars"), help="scikit-learn fit_algorithm (default cd)")
+    p.add_argument(
+        "--sklearn-fit-algorithm", default="cd", choices=("cd", "lars"), help="scikit-learn fit_algorithm (default cd)"
+    )
     p.add_argument("--seed", type=int, default=0, help="trial t uses problem seed SEED + t (default 0)")
     p.add_argument("--json", metavar="OUT.json", default=None, help="also write the results as JSON")
     return p.parse_args(argv)
@@ -128,7 +140,6 @@ import torch  # noqa: E402
 
 from dbksvd import DBKSVD, metrics  # noqa: E402
 from dbksvd.data import make_sparse_problem  # noqa: E402
-
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -185,12 +196,19 @@ def make_methods(args, wanted: list[str]) -> tuple[list[Method], dict[str, str]]
         import dbksvd
 
         def fit_dbksvd(X, seed, iters=iters):
-            m = DBKSVD(K, k, preprocessing="none", max_iter=iters, batch_size=X.shape[0], random_state=seed, device="cpu").fit(X)
+            m = DBKSVD(
+                K, k, preprocessing="none", max_iter=iters, batch_size=X.shape[0], random_state=seed, device="cpu"
+            ).fit(X)
             return m.components_
 
-        methods.append(Method("dbksvd", fit_dbksvd,
-                              f"DBKSVD({K}, {k}, preprocessing='none', max_iter={iters}, batch_size=n, device='cpu'), defaults otherwise",
-                              getattr(dbksvd, "__version__", None)))
+        methods.append(
+            Method(
+                "dbksvd",
+                fit_dbksvd,
+                f"DBKSVD({K}, {k}, preprocessing='none', max_iter={iters}, batch_size=n, device='cpu'), defaults otherwise",
+                getattr(dbksvd, "__version__", None),
+            )
+        )
 
     if "spams" in wanted:
         try:
@@ -202,16 +220,20 @@ def make_methods(args, wanted: list[str]) -> tuple[list[Method], dict[str, str]]
                 Xf = np.asfortranarray(X.T, dtype=np.float64)  # (d, n): signals are columns
                 # iter counts mini-batches: as many signal codings as `iters` passes over X
                 n_iter = max(1, math.ceil(iters * X.shape[0] / bs))
-                D = spams.trainDL(Xf, K=K, lambda1=k, mode=3, iter=n_iter, batchsize=bs,
-                                  numThreads=thr, verbose=False)
+                D = spams.trainDL(Xf, K=K, lambda1=k, mode=3, iter=n_iter, batchsize=bs, numThreads=thr, verbose=False)
                 return np.asarray(D).T
 
             from importlib.metadata import version as _v
 
-            methods.append(Method("spams", fit_spams,
-                                  f"spams.trainDL(mode=3, lambda1={k}, K={K}, batchsize={bs}, "
-                                  f"iter=ceil({iters}*n/{bs})={math.ceil(iters * args.n / bs)}) online",
-                                  _v("spams-bin") if _has_dist("spams-bin") else None))
+            methods.append(
+                Method(
+                    "spams",
+                    fit_spams,
+                    f"spams.trainDL(mode=3, lambda1={k}, K={K}, batchsize={bs}, "
+                    f"iter=ceil({iters}*n/{bs})={math.ceil(iters * args.n / bs)}) online",
+                    _v("spams-bin") if _has_dist("spams-bin") else None,
+                )
+            )
         except ImportError as e:
             skipped["spams"] = f"not installed ({e}); pip install spams-bin"
 
@@ -221,14 +243,20 @@ def make_methods(args, wanted: list[str]) -> tuple[list[Method], dict[str, str]]
             from dictlearn import DictionaryLearning
 
             def fit_dictlearn(X, seed, iters=iters):
-                m = DictionaryLearning(n_components=K, fit_algorithm="ksvd", n_nonzero_coefs=k,
-                                       max_iter=iters, random_state=seed)
+                m = DictionaryLearning(
+                    n_components=K, fit_algorithm="ksvd", n_nonzero_coefs=k, max_iter=iters, random_state=seed
+                )
                 m.fit(X.astype(np.float64))
                 return m.components_
 
-            methods.append(Method("dictlearn", fit_dictlearn,
-                                  f"dictlearn.DictionaryLearning(fit_algorithm='ksvd', n_nonzero_coefs={k}, max_iter={iters})",
-                                  dictlearn.__version__))
+            methods.append(
+                Method(
+                    "dictlearn",
+                    fit_dictlearn,
+                    f"dictlearn.DictionaryLearning(fit_algorithm='ksvd', n_nonzero_coefs={k}, max_iter={iters})",
+                    dictlearn.__version__,
+                )
+            )
         except ImportError as e:
             skipped["dictlearn"] = f"not installed ({e}); pip install dictlearn"
 
@@ -241,18 +269,31 @@ def make_methods(args, wanted: list[str]) -> tuple[list[Method], dict[str, str]]
 
             def fit_sklearn(X, seed, iters=iters):
                 m = MiniBatchDictionaryLearning(
-                    n_components=K, alpha=alpha, fit_algorithm=alg, batch_size=256, max_iter=iters,
-                    tol=0.0, max_no_improvement=None, transform_algorithm="omp",
-                    transform_n_nonzero_coefs=k, random_state=seed)
+                    n_components=K,
+                    alpha=alpha,
+                    fit_algorithm=alg,
+                    batch_size=256,
+                    max_iter=iters,
+                    tol=0.0,
+                    max_no_improvement=None,
+                    transform_algorithm="omp",
+                    transform_n_nonzero_coefs=k,
+                    random_state=seed,
+                )
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     m.fit(X.astype(np.float64))
                 return m.components_
 
-            methods.append(Method("sklearn", fit_sklearn,
-                                  f"MiniBatchDictionaryLearning(alpha={alpha:g}, fit_algorithm='{alg}', batch_size=256, "
-                                  f"max_iter={iters} epochs, no early stop)",
-                                  sklearn.__version__))
+            methods.append(
+                Method(
+                    "sklearn",
+                    fit_sklearn,
+                    f"MiniBatchDictionaryLearning(alpha={alpha:g}, fit_algorithm='{alg}', batch_size=256, "
+                    f"max_iter={iters} epochs, no early stop)",
+                    sklearn.__version__,
+                )
+            )
         except ImportError as e:
             skipped["sklearn"] = f"not installed ({e}); pip install scikit-learn"
 
@@ -285,18 +326,25 @@ def main(args) -> int:
     snrs = parse_snrs(args.snr)
     n, d, K, k = args.n, args.d, args.atoms, args.nnz
 
-    print(f"atom recovery (Aharon, Elad & Bruckstein 2006): d={d} K={K} n={n} k={k}, {args.iters} iterations, "
-          f"threshold 1-|<g,d>| < {args.threshold:g}")
-    print(f"{args.trials} trials per SNR (problem seed {args.seed}+t), SNR {', '.join(snr_label(s) for s in snrs)}; "
-          f"CPU, {args.threads} threads ({os.cpu_count()} cores visible), load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"atom recovery (Aharon, Elad & Bruckstein 2006): d={d} K={K} n={n} k={k}, {args.iters} iterations, "
+        f"threshold 1-|<g,d>| < {args.threshold:g}"
+    )
+    print(
+        f"{args.trials} trials per SNR (problem seed {args.seed}+t), SNR {', '.join(snr_label(s) for s in snrs)}; "
+        f"CPU, {args.threads} threads ({os.cpu_count()} cores visible), load average {os.getloadavg()[0]:.2f}"
+    )
     print(_common.versions_line())
 
     with pool_ctx:
         methods, skipped = make_methods(args, wanted)
         n_trials = parse_peer_trials(args.peer_trials, [m.name for m in methods], args.trials)
         for m in methods:
-            print(f"  {m.name:<9} {m.describe}" + (f"  [v{m.version}]" if m.version else "")
-                  + (f"  -- first {n_trials[m.name]} trials only" if n_trials[m.name] < args.trials else ""))
+            print(
+                f"  {m.name:<9} {m.describe}"
+                + (f"  [v{m.version}]" if m.version else "")
+                + (f"  -- first {n_trials[m.name]} trials only" if n_trials[m.name] < args.trials else "")
+            )
         print()
 
         # -- warm-up (untimed): JIT compilation, first-call costs -----------------------------
@@ -329,7 +377,8 @@ def main(args) -> int:
                     except Exception as e:
                         errors[m.name] = f"failed at SNR {lab}, trial {t}: {type(e).__name__}: {e}"
             done = ", ".join(
-                f"{m.name} {100 * np.mean(rates[m.name][lab]):.1f}%" for m in methods if rates[m.name][lab])
+                f"{m.name} {100 * np.mean(rates[m.name][lab]):.1f}%" for m in methods if rates[m.name][lab]
+            )
             print(f"  SNR {lab:>6}: {time.perf_counter() - t_snr:6.1f} s  ({done})", flush=True)
         total = time.perf_counter() - t_all
         print(f"  all trials: {total:.1f} s; load average now {os.getloadavg()[0]:.2f}")
@@ -346,19 +395,33 @@ def main(args) -> int:
             r = rates[m.name][lab]
             if r:
                 cells.append(f"{100 * np.mean(r):5.1f} (min {100 * np.min(r):3.0f})")
-                summ[lab] = dict(mean=float(np.mean(r)), min=float(np.min(r)), trials=len(r),
-                                 seconds_mean=float(np.mean(secs[m.name][lab])), rates=[float(x) for x in r],
-                                 seconds=[float(x) for x in secs[m.name][lab]])
+                summ[lab] = dict(
+                    mean=float(np.mean(r)),
+                    min=float(np.min(r)),
+                    trials=len(r),
+                    seconds_mean=float(np.mean(secs[m.name][lab])),
+                    rates=[float(x) for x in r],
+                    seconds=[float(x) for x in secs[m.name][lab]],
+                )
             else:
                 cells.append("-")
         all_secs = [x for lab in labs for x in secs[m.name][lab]]
         ntr = max((len(rates[m.name][lab]) for lab in labs), default=0)
-        rows.append([m.name, str(ntr)] + cells + [f"{np.mean(all_secs):.3f}" if all_secs else "-",
-                                                 f"{np.median(all_secs):.3f}" if all_secs else "-"])
-        summary[m.name] = dict(per_snr=summ, seconds_per_trial=float(np.mean(all_secs)) if all_secs else None,
-                               seconds_median=float(np.median(all_secs)) if all_secs else None,
-                               trials=ntr, config=m.describe, version=m.version, error=errors.get(m.name))
-    for name, why in skipped.items():
+        rows.append(
+            [m.name, str(ntr)]
+            + cells
+            + [f"{np.mean(all_secs):.3f}" if all_secs else "-", f"{np.median(all_secs):.3f}" if all_secs else "-"]
+        )
+        summary[m.name] = dict(
+            per_snr=summ,
+            seconds_per_trial=float(np.mean(all_secs)) if all_secs else None,
+            seconds_median=float(np.median(all_secs)) if all_secs else None,
+            trials=ntr,
+            config=m.describe,
+            version=m.version,
+            error=errors.get(m.name),
+        )
+    for name in skipped:
         rows.append([name, "-"] + ["skipped"] * len(labs) + ["-", "-"])
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
@@ -389,9 +452,12 @@ def main(args) -> int:
         if hi:
             worst = min(hi, key=lambda lab: db["per_snr"][lab]["mean"])
             v = db["per_snr"][worst]["mean"]
-            targets("dbksvd mean recovery >= 98% at every SNR >= 20 dB",
-                    f"lowest {100 * v:.1f}% (at {worst}); " + ", ".join(f"{lab} {100 * db['per_snr'][lab]['mean']:.1f}%" for lab in hi),
-                    v >= 0.98)
+            targets(
+                "dbksvd mean recovery >= 98% at every SNR >= 20 dB",
+                f"lowest {100 * v:.1f}% (at {worst}); "
+                + ", ".join(f"{lab} {100 * db['per_snr'][lab]['mean']:.1f}%" for lab in hi),
+                v >= 0.98,
+            )
         else:
             targets("dbksvd mean recovery >= 98% at every SNR >= 20 dB", "no such SNR run", None)
         lab10 = snr_label(10.0)
@@ -402,17 +468,40 @@ def main(args) -> int:
             targets("dbksvd mean recovery >= 95% at 10 dB", "10 dB not run", None)
         sp = db["seconds_per_trial"]
         med = db["seconds_median"]
-        targets("dbksvd <= 1 s per trial (mean fit time)", f"{sp:.3f} s (median {med:.3f} s)" if sp is not None else "-",
-                None if sp is None else sp <= 1.0)
+        targets(
+            "dbksvd <= 1 s per trial (mean fit time)",
+            f"{sp:.3f} s (median {med:.3f} s)" if sp is not None else "-",
+            None if sp is None else sp <= 1.0,
+        )
 
-    _common.write_json(args.json, dict(
-        config=dict(n=n, d=d, atoms=K, nnz=k, iters=args.iters, trials=args.trials, snr=labs,
-                    threshold=args.threshold, threads=args.threads, seed=args.seed, peer_trials=n_trials,
-                    sklearn_alpha=args.sklearn_alpha, sklearn_fit_algorithm=args.sklearn_fit_algorithm,
-                    spams_batchsize=args.spams_batchsize, cpu_count=os.cpu_count()),
-        versions=_common.versions(),
-        total_seconds=total, results=summary, skipped=skipped, errors=errors, targets=targets,
-    ))
+    _common.write_json(
+        args.json,
+        dict(
+            config=dict(
+                n=n,
+                d=d,
+                atoms=K,
+                nnz=k,
+                iters=args.iters,
+                trials=args.trials,
+                snr=labs,
+                threshold=args.threshold,
+                threads=args.threads,
+                seed=args.seed,
+                peer_trials=n_trials,
+                sklearn_alpha=args.sklearn_alpha,
+                sklearn_fit_algorithm=args.sklearn_fit_algorithm,
+                spams_batchsize=args.spams_batchsize,
+                cpu_count=os.cpu_count(),
+            ),
+            versions=_common.versions(),
+            total_seconds=total,
+            results=summary,
+            skipped=skipped,
+            errors=errors,
+            targets=targets,
+        ),
+    )
     return 0
 
 

@@ -63,15 +63,22 @@ def _free_port() -> int:
 def _plan(overview: dict, items: int, words: list[str], n: int, rng: np.random.Generator) -> list[tuple[str, dict]]:
     """``n`` requests as (kind, parameters)."""
     models = [m for m in overview["models"] if not m["problem"]]
-    kinds = rng.choice(["gallery", "atom", "thumbnail", "search", "decompose", "overview"], size=n,
-                       p=[0.30, 0.25, 0.20, 0.10, 0.10, 0.05])
+    kinds = rng.choice(
+        ["gallery", "atom", "thumbnail", "search", "decompose", "overview"],
+        size=n,
+        p=[0.30, 0.25, 0.20, 0.10, 0.10, 0.05],
+    )
     plan = []
     for kind in kinds:
         m = models[rng.integers(len(models))]
         if kind == "gallery":
             pages = max(1, -(-m["atoms"] // 48))
-            p = {"model": m["id"], "sort": str(rng.choice(["usage", "faithfulness", "specificity", "atom"])),
-                 "order": str(rng.choice(["asc", "desc"])), "page": int(rng.integers(pages))}
+            p = {
+                "model": m["id"],
+                "sort": str(rng.choice(["usage", "faithfulness", "specificity", "atom"])),
+                "order": str(rng.choice(["asc", "desc"])),
+                "page": int(rng.integers(pages)),
+            }
         elif kind == "atom":
             p = {"model": m["id"], "atom": int(rng.integers(m["atoms"]))}
         elif kind in ("thumbnail", "decompose"):
@@ -159,14 +166,22 @@ def _stats(results: list[tuple[str, float, bool]]) -> dict[str, dict[str, float]
     for kind in ["all"] + sorted({k for k, _, _ in results}):
         sec = np.array([s for k, s, _ in results if kind in ("all", k)]) * 1000
         errors = sum(1 for k, _, ok in results if kind in ("all", k) and not ok)
-        out[kind] = {"n": len(sec), "errors": errors, "p50": float(np.percentile(sec, 50)),
-                     "p90": float(np.percentile(sec, 90)), "p99": float(np.percentile(sec, 99)), "max": float(sec.max())}
+        out[kind] = {
+            "n": len(sec),
+            "errors": errors,
+            "p50": float(np.percentile(sec, 50)),
+            "p90": float(np.percentile(sec, 90)),
+            "p99": float(np.percentile(sec, 99)),
+            "max": float(sec.max()),
+        }
     return out
 
 
 def _print(title: str, stats: dict, wall: float, peer: dict | None = None) -> None:
-    print(f"\n{title}: {stats['all']['n']} requests in {wall:.1f} s ({stats['all']['n'] / wall:.0f} req/s), "
-          f"{stats['all']['errors']} errors")
+    print(
+        f"\n{title}: {stats['all']['n']} requests in {wall:.1f} s ({stats['all']['n'] / wall:.0f} req/s), "
+        f"{stats['all']['errors']} errors"
+    )
     head = f"{'kind':<10} {'n':>5} {'errors':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}"
     print(head + ("   p50 / static   p99 / static" if peer else ""))
     for kind, s in stats.items():
@@ -177,7 +192,7 @@ def _print(title: str, stats: dict, wall: float, peer: dict | None = None) -> No
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:  # noqa: D401 - silence the per-request log
+    def log_message(self, *args) -> None:
         pass
 
 
@@ -199,9 +214,12 @@ def main() -> int:
     store = EmbeddingStore(run / "store")
     words = sorted({w for m in store.metadata() for w in (m.get("caption") or "").split() if len(w) > 3})
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "dbksvd.cli", "serve", str(run), "--port", str(port),
-                             "--workers", str(args.workers)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dbksvd.cli", "serve", str(run), "--port", str(port), "--workers", str(args.workers)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         if not re.search(r"http://", line):
@@ -215,9 +233,11 @@ def main() -> int:
             conn.request("GET", "/api/search?q=warm")
             conn.getresponse().read()
         conn.close()
-        print(f"explorer of {run} on port {port}: {len(overview['models'])} models, {store.count} items "
-              f"(warm-up searches {time.perf_counter() - t0:.1f} s); {args.workers} worker(s), {args.clients} clients, "
-              f"{args.requests} requests")
+        print(
+            f"explorer of {run} on port {port}: {len(overview['models'])} models, {store.count} items "
+            f"(warm-up searches {time.perf_counter() - t0:.1f} s); {args.workers} worker(s), {args.clients} clients, "
+            f"{args.requests} requests"
+        )
         plan = _plan(overview, store.count, words, args.requests, np.random.default_rng(args.seed))
         results, wall = _load(port, [(k, _dynamic_url(k, p)) for k, p in plan], args.clients)
     finally:
@@ -234,16 +254,19 @@ def main() -> int:
             server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(site)))
             threading.Thread(target=server.serve_forever, daemon=True).start()
             try:
-                peer_results, peer_wall = _load(server.server_address[1], [(k, _static_url(k, p)) for k, p in plan],
-                                                args.clients)
+                peer_results, peer_wall = _load(
+                    server.server_address[1], [(k, _static_url(k, p)) for k, p in plan], args.clients
+                )
             finally:
                 server.shutdown()
         peer = _stats(peer_results)
         _print("static export through http.server (peer)", peer, peer_wall)
     _print("dbksvd serve", dynamic, wall, peer)
     verdict = "PASS" if dynamic["all"]["errors"] == 0 else "FAIL"
-    print(f"\ntarget: 0 errors over {dynamic['all']['n']} requests from {args.clients} clients: "
-          f"{dynamic['all']['errors']} errors -> {verdict}")
+    print(
+        f"\ntarget: 0 errors over {dynamic['all']['n']} requests from {args.clients} clients: "
+        f"{dynamic['all']['errors']} errors -> {verdict}"
+    )
     return 0 if verdict == "PASS" else 1
 
 

@@ -65,18 +65,27 @@ import _common  # benchmarks/_common.py: this script's folder is sys.path[0]
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--n", type=int, default=16384, help="rows for dbksvd, SPAMS and the GEMM (default 16384)")
     p.add_argument("--d", type=int, default=768, help="signal dimension (default 768)")
     p.add_argument("--atoms", type=int, default=4096, help="dictionary size K (default 4096)")
     p.add_argument("--nnz", type=int, default=32, help="non-zeros per row k (default 32)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for every method (default 2)")
     p.add_argument("--device", default="cpu", help="device for dbksvd and the GEMM bound: cpu or cuda (default cpu)")
-    p.add_argument("--backend", default="auto", choices=("auto", "numba", "torch"), help="dbksvd back end (default auto)")
+    p.add_argument(
+        "--backend", default="auto", choices=("auto", "numba", "torch"), help="dbksvd back end (default auto)"
+    )
     p.add_argument("--repeats", type=int, default=3, help="timed repeats; the best is kept (default 3)")
     p.add_argument("--sklearn-rows", type=int, default=64, help="rows timed for scikit-learn (default 64)")
     p.add_argument("--warmup-rows", type=int, default=64, help="rows used for the untimed warm-up (default 64)")
-    p.add_argument("--support-threshold", type=float, default=0.99, help="share of rows with identical supports that counts as 'same supports' (default 0.99)")
+    p.add_argument(
+        "--support-threshold",
+        type=float,
+        default=0.99,
+        help="share of rows with identical supports that counts as 'same supports' (default 0.99)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="OUT.json", default=None, help="also write the results as JSON")
     return p.parse_args(argv)
@@ -95,7 +104,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from dbksvd.coding import gram, sparse_encode  # noqa: E402
-
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -188,7 +196,9 @@ def main(args) -> int:
     n_w = min(args.warmup_rows, n)
 
     dev_name = _common.device_name(device)
-    print(f"sparse coding: n={n} d={d} K={K} k={k} float32, {args.threads} threads, best of {args.repeats}, seed {args.seed}")
+    print(
+        f"sparse coding: n={n} d={d} K={K} k={k} float32, {args.threads} threads, best of {args.repeats}, seed {args.seed}"
+    )
     print(f"dbksvd + GEMM bound on {device.type}: {dev_name}; dbksvd backend={args.backend}")
     print(f"peers on CPU ({args.threads} threads); scikit-learn on the first {n_sk} rows")
     print(_common.versions_line())
@@ -221,8 +231,12 @@ def main(args) -> int:
             idx, val = codes.to_numpy()
             Xhat = codes.reconstruct(Dt).cpu().numpy()
             results[name] = dict(
-                device=device.type, rows=n, seconds=secs, rows_per_s=n / secs,
-                nnz_per_row=float(codes.nnz_per_row().double().mean()), rel_err=rel_err(X, Xhat),
+                device=device.type,
+                rows=n,
+                seconds=secs,
+                rows_per_s=n / secs,
+                nnz_per_row=float(codes.nnz_per_row().double().mean()),
+                rel_err=rel_err(X, Xhat),
             )
             supports[name] = supports_from_codes(idx, val, k)
             del codes, Xhat
@@ -235,9 +249,9 @@ def main(args) -> int:
             Df = np.asfortranarray(D.T)  # (d, K): atoms are columns
             # eps / lambda1 given explicitly: with the defaults spams-bin 2.6.14 sometimes
             # returns all-zero codes for float32 input.
-            run_sp = lambda cols: spams.omp(cols, Df, L=k, eps=0.0, lambda1=0.0, numThreads=args.threads)  # noqa: E731
+            run_sp = lambda cols, Df=Df: spams.omp(cols, Df, L=k, eps=0.0, lambda1=0.0, numThreads=args.threads)  # noqa: E731
             run_sp(np.asfortranarray(Xf[:, :n_w]))
-            secs, A = best_time(lambda: run_sp(Xf), args.repeats)
+            secs, A = best_time(lambda Xf=Xf: run_sp(Xf), args.repeats)
             A = A.tocsc()
             A.eliminate_zeros()
             if A.shape != (K, n):
@@ -245,10 +259,14 @@ def main(args) -> int:
             nnz = np.diff(A.indptr)
             if nnz.sum() == 0:
                 print("WARNING: SPAMS returned all-zero codes; its support agreement is meaningless")
-            Xhat = np.asarray((A.T @ D))
+            Xhat = np.asarray(A.T @ D)
             results["SPAMS omp"] = dict(
-                device="cpu", rows=n, seconds=secs, rows_per_s=n / secs,
-                nnz_per_row=float(nnz.mean()), rel_err=rel_err(X, Xhat),
+                device="cpu",
+                rows=n,
+                seconds=secs,
+                rows_per_s=n / secs,
+                nnz_per_row=float(nnz.mean()),
+                rel_err=rel_err(X, Xhat),
                 version=getattr(spams, "__version__", None),
             )
             supports["SPAMS omp"] = supports_from_csc(A.indptr, A.indices, n, k)
@@ -271,8 +289,12 @@ def main(args) -> int:
             Cs = __import__("scipy.sparse", fromlist=["csc_matrix"]).csc_matrix(C)
             Cs.eliminate_zeros()
             results["scikit-learn OMP"] = dict(
-                device="cpu", rows=n_sk, seconds=secs, rows_per_s=n_sk / secs,
-                nnz_per_row=float(np.diff(Cs.indptr).mean()), rel_err=rel_err(X[:n_sk], C.T @ D),
+                device="cpu",
+                rows=n_sk,
+                seconds=secs,
+                rows_per_s=n_sk / secs,
+                nnz_per_row=float(np.diff(Cs.indptr).mean()),
+                rel_err=rel_err(X[:n_sk], C.T @ D),
                 version=sklearn.__version__,
             )
             supports["scikit-learn OMP"] = supports_from_csc(Cs.indptr, Cs.indices, n_sk, k)
@@ -312,21 +334,42 @@ def main(args) -> int:
             return f"sklearn {100 * e['share']:.1f}%" if e else "-"
         return "-"
 
-    header = ["method", "device", "rows", "rows/s", "vs SPAMS", "vs sklearn", "GEMM share", "same support", "nnz/row", "rel.err"]
+    header = [
+        "method",
+        "device",
+        "rows",
+        "rows/s",
+        "vs SPAMS",
+        "vs sklearn",
+        "GEMM share",
+        "same support",
+        "nnz/row",
+        "rel.err",
+    ]
     rows = []
     for name, r in results.items():
-        rows.append([
-            name, r["device"], str(r["rows"]), fmt_rate(r["rows_per_s"]), fmt_ratio(r["rows_per_s"], sp),
-            fmt_ratio(r["rows_per_s"], sk), fmt_share(r["rows_per_s"], gemm), agree_cell(name),
-            f"{r['nnz_per_row']:.2f}" if "nnz_per_row" in r else "-",
-            f"{r['rel_err']:.4f}" if "rel_err" in r else "-",
-        ])
-    for name, why in skipped.items():
+        rows.append(
+            [
+                name,
+                r["device"],
+                str(r["rows"]),
+                fmt_rate(r["rows_per_s"]),
+                fmt_ratio(r["rows_per_s"], sp),
+                fmt_ratio(r["rows_per_s"], sk),
+                fmt_share(r["rows_per_s"], gemm),
+                agree_cell(name),
+                f"{r['nnz_per_row']:.2f}" if "nnz_per_row" in r else "-",
+                f"{r['rel_err']:.4f}" if "rel_err" in r else "-",
+            ]
+        )
+    for name in skipped:
         rows.append([name, "cpu", "-", "skipped", "-", "-", "-", "-", "-", "-"])
     _common.print_table(header, rows, left={0, 1, 7})
     print()
     print("rel.err = mean ||x - x_hat|| / ||x|| over the rows each method ran; nnz/row = mean atoms used")
-    print(f"Gram D D^T alone: {gram_secs:.3f} s on {device.type} (inside the dbksvd and SPAMS timings, outside scikit-learn's)")
+    print(
+        f"Gram D D^T alone: {gram_secs:.3f} s on {device.type} (inside the dbksvd and SPAMS timings, outside scikit-learn's)"
+    )
     for name, why in skipped.items():
         print(f"{name}: skipped, {why}")
     print()
@@ -340,25 +383,51 @@ def main(args) -> int:
     if sp is not None:
         targets("dbksvd OMP >= 2x SPAMS omp rows/s", f"{omp / sp:.2f}x", omp >= 2 * sp)
         e = agreement["dbksvd OMP vs SPAMS omp"]
-        targets("dbksvd OMP support == SPAMS (SPAMS omp is ORMP, so not expected to match)",
-                f"{100 * e['share']:.2f}% of {e['rows']} rows", "info")
+        targets(
+            "dbksvd OMP support == SPAMS (SPAMS omp is ORMP, so not expected to match)",
+            f"{100 * e['share']:.2f}% of {e['rows']} rows",
+            "info",
+        )
     else:
         targets("dbksvd OMP >= 2x SPAMS omp rows/s", "SPAMS skipped", None)
     if sk is not None:
         targets("dbksvd OMP >= 100x scikit-learn rows/s", f"{omp / sk:.1f}x", omp >= 100 * sk)
         e = agreement["dbksvd OMP vs scikit-learn OMP"]
-        targets(f"dbksvd OMP support == scikit-learn on >= {100 * thr:g}% of rows", f"{100 * e['share']:.2f}% of {e['rows']}", e["share"] >= thr)
+        targets(
+            f"dbksvd OMP support == scikit-learn on >= {100 * thr:g}% of rows",
+            f"{100 * e['share']:.2f}% of {e['rows']}",
+            e["share"] >= thr,
+        )
     else:
         targets("dbksvd OMP >= 100x scikit-learn rows/s", "scikit-learn skipped", None)
         targets(f"dbksvd OMP support == scikit-learn on >= {100 * thr:g}% of rows", "scikit-learn skipped", None)
     targets("dbksvd MP >= 50% of GEMM bound", f"{100 * mp / gemm:.1f}%", mp >= 0.5 * gemm)
 
-    _common.write_json(args.json, dict(
-        config=dict(n=n, d=d, atoms=K, nnz=k, threads=args.threads, device=device.type, device_name=dev_name,
-                    backend=args.backend, repeats=args.repeats, sklearn_rows=n_sk, seed=args.seed, dtype="float32"),
-        versions=_common.versions(),
-        gram_seconds=gram_secs, results=results, agreement=agreement, skipped=skipped, targets=targets,
-    ))
+    _common.write_json(
+        args.json,
+        dict(
+            config=dict(
+                n=n,
+                d=d,
+                atoms=K,
+                nnz=k,
+                threads=args.threads,
+                device=device.type,
+                device_name=dev_name,
+                backend=args.backend,
+                repeats=args.repeats,
+                sklearn_rows=n_sk,
+                seed=args.seed,
+                dtype="float32",
+            ),
+            versions=_common.versions(),
+            gram_seconds=gram_secs,
+            results=results,
+            agreement=agreement,
+            skipped=skipped,
+            targets=targets,
+        ),
+    )
     return 0
 
 

@@ -51,7 +51,9 @@ import _common  # benchmarks/_common.py: this script's folder is sys.path[0]
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--rows", type=int, default=2_000_000, help="rows in the store (default 2,000,000)")
     p.add_argument("--d", type=int, default=768, help="dimension (default 768)")
     p.add_argument("--shard-rows", type=int, default=16384, help="rows per shard (default 16384)")
@@ -62,8 +64,12 @@ def parse_args(argv=None):
     p.add_argument("--passes", type=int, default=2, help="passes (default 2)")
     p.add_argument("--batch-size", type=int, default=65536, help="rows per sample batch (default 65536)")
     p.add_argument("--store", default="/tmp/dbksvd-streaming-store", help="store folder (kept for reruns)")
-    p.add_argument("--in-memory", action=argparse.BooleanOptionalAction, default=True,
-                   help="also fit one pass on the whole store in RAM (default on)")
+    p.add_argument(
+        "--in-memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also fit one pass on the whole store in RAM (default on)",
+    )
     p.add_argument("--target-gb", type=float, default=1.5, help="peak RSS target in GB (default 1.5)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -84,7 +90,6 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-
 from _common import MiB, RSSSampler  # noqa: E402
 
 HELD_OUT = 20000
@@ -92,8 +97,15 @@ GB = 1e9
 
 
 def store_settings(args) -> dict:
-    return {"name": "planted", "rows": args.rows, "d": args.d, "true_atoms": args.true_atoms,
-            "true_nnz": args.true_nnz, "snr_db": 30.0, "seed": 0}
+    return {
+        "name": "planted",
+        "rows": args.rows,
+        "d": args.d,
+        "true_atoms": args.true_atoms,
+        "true_nnz": args.true_nnz,
+        "snr_db": 30.0,
+        "seed": 0,
+    }
 
 
 def write_store(args) -> dict:
@@ -116,8 +128,9 @@ def write_store(args) -> dict:
     D = rng.standard_normal((args.true_atoms, args.d))
     D /= np.linalg.norm(D, axis=1, keepdims=True)
     offset = 2.0 * rng.standard_normal(args.d) / np.sqrt(args.d)
-    writer = StoreWriter(args.store, dataset=store_settings(args), spaces=spaces, dtype="float16",
-                         shard_rows=args.shard_rows)
+    writer = StoreWriter(
+        args.store, dataset=store_settings(args), spaces=spaces, dtype="float16", shard_rows=args.shard_rows
+    )
     t0 = time.perf_counter()
     written = 0
     while written < args.rows:
@@ -143,13 +156,16 @@ def child(args) -> None:
     from dbksvd.data.store import EmbeddingStore
 
     torch.set_num_threads(args.threads)
-    DBKSVD(32, 4, max_iter=1, random_state=0, device=args.device).fit(np.random.default_rng(0).random((256, 16)))  # compile
+    DBKSVD(32, 4, max_iter=1, random_state=0, device=args.device).fit(
+        np.random.default_rng(0).random((256, 16))
+    )  # compile
     space = EmbeddingStore(args.store).space("x")
     n = space.shape[0]
     test_rows = np.arange(n - HELD_OUT, n)
     passes = args.passes if args.child == "stream" else 1
-    model = DBKSVD(args.atoms, args.nnz, max_iter=passes, batch_size=args.batch_size, random_state=0,
-                   device=args.device, verbose=1)
+    model = DBKSVD(
+        args.atoms, args.nnz, max_iter=passes, batch_size=args.batch_size, random_state=0, device=args.device, verbose=1
+    )
     with RSSSampler() as sampler:
         t0 = time.perf_counter()
         source = space if args.child == "stream" else space.to_numpy()
@@ -158,9 +174,14 @@ def child(args) -> None:
         wall = time.perf_counter() - t0
     X_test = space.take(test_rows).astype(np.float32)
     res = {
-        "mode": args.child, "rows": n, "passes": model.n_iter_, "wall_s": wall, "load_s": loaded,
+        "mode": args.child,
+        "rows": n,
+        "passes": model.n_iter_,
+        "wall_s": wall,
+        "load_s": loaded,
         "iter_s_per_pass": sum(h["seconds"] for h in model.history_) / model.n_iter_,
-        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "sampled_peak_rss": sampler.peak,
+        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "sampled_peak_rss": sampler.peak,
         "held_out_explained_signal": metrics.explained_signal(X_test, model.inverse_transform(model.transform(X_test))),
     }
     if args.device.startswith("cuda"):
@@ -172,17 +193,38 @@ def child(args) -> None:
 def run_child(args, mode: str) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
         out = tmp.name
-    cmd = [sys.executable, __file__, "--child", mode, "--child-out", out, "--store", args.store,
-           "--atoms", str(args.atoms), "--nnz", str(args.nnz), "--passes", str(args.passes),
-           "--batch-size", str(args.batch_size), "--threads", str(args.threads), "--device", args.device]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--child-out",
+        out,
+        "--store",
+        args.store,
+        "--atoms",
+        str(args.atoms),
+        "--nnz",
+        str(args.nnz),
+        "--passes",
+        str(args.passes),
+        "--batch-size",
+        str(args.batch_size),
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+    ]
     subprocess.run(cmd, check=True)
     with open(out) as f:
         return json.load(f)
 
 
 def main(args) -> None:
-    print(f"streaming benchmark: {args.rows:,} x {args.d} float16 store, K={args.atoms}, k={args.nnz}, "
-          f"{args.passes} passes, batch {args.batch_size:,}, {args.threads} threads, {args.device}")
+    print(
+        f"streaming benchmark: {args.rows:,} x {args.d} float16 store, K={args.atoms}, k={args.nnz}, "
+        f"{args.passes} passes, batch {args.batch_size:,}, {args.threads} threads, {args.device}"
+    )
     print(_common.versions_line())
     w = write_store(args)
     size = args.rows * args.d * 2
@@ -197,18 +239,35 @@ def main(args) -> None:
         results["fits"].append(r)
     rows = []
     for r in results["fits"]:
-        rows.append([r["mode"], f"{r['passes']}", f"{r['wall_s']:.0f}", f"{r['iter_s_per_pass']:.0f}",
-                     f"{r['rows'] / r['iter_s_per_pass']:,.0f}", f"{r['peak_rss'] / MiB:,.0f}",
-                     f"{r['sampled_peak_rss'] / MiB:,.0f}", f"{r['held_out_explained_signal']:.3f}"])
+        rows.append(
+            [
+                r["mode"],
+                f"{r['passes']}",
+                f"{r['wall_s']:.0f}",
+                f"{r['iter_s_per_pass']:.0f}",
+                f"{r['rows'] / r['iter_s_per_pass']:,.0f}",
+                f"{r['peak_rss'] / MiB:,.0f}",
+                f"{r['sampled_peak_rss'] / MiB:,.0f}",
+                f"{r['held_out_explained_signal']:.3f}",
+            ]
+        )
     print()
-    _common.print_table(["fit", "passes", "wall s", "s/pass", "rows/s", "peak RSS MiB", "sampled MiB", "held-out expl."],
-                        rows)
+    _common.print_table(
+        ["fit", "passes", "wall s", "s/pass", "rows/s", "peak RSS MiB", "sampled MiB", "held-out expl."], rows
+    )
     print()
     targets = _common.Targets()
     s = results["fits"][0]
-    targets(f"streaming peak RSS <= {args.target_gb} GB", f"{s['peak_rss'] / GB:.2f} GB "
-            f"({s['peak_rss'] / size:.2f} x the store's size)", s["peak_rss"] <= args.target_gb * GB)
-    targets("time per pass (streaming)", f"{s['iter_s_per_pass']:.0f} s ({s['rows'] / s['iter_s_per_pass']:,.0f} rows/s)", "info")
+    targets(
+        f"streaming peak RSS <= {args.target_gb} GB",
+        f"{s['peak_rss'] / GB:.2f} GB ({s['peak_rss'] / size:.2f} x the store's size)",
+        s["peak_rss"] <= args.target_gb * GB,
+    )
+    targets(
+        "time per pass (streaming)",
+        f"{s['iter_s_per_pass']:.0f} s ({s['rows'] / s['iter_s_per_pass']:,.0f} rows/s)",
+        "info",
+    )
     if args.in_memory:
         m = results["fits"][1]
         targets("streaming / in-memory peak RSS", f"{s['peak_rss'] / m['peak_rss']:.2f}", "info")

@@ -49,8 +49,9 @@ def fashion_store(tmp_path_factory, effnet):
     from dbksvd.embedding import embed_dataset
 
     path = tmp_path_factory.mktemp("fashion") / "store"
-    return embed_dataset(FashionMNIST(split="test", limit=300), path, effnet, captions=False, shard_rows=128,
-                         show_progress=False)
+    return embed_dataset(
+        FashionMNIST(split="test", limit=300), path, effnet, captions=False, shard_rows=128, show_progress=False
+    )
 
 
 @pytest.fixture(scope="session")
@@ -90,18 +91,22 @@ def emoji_run(tmp_path_factory, emoji_store):
     test = np.arange(0, n, 5)
     train = np.setdiff1d(np.arange(n), test)
     heldout = {}
-    for name, space, model in [("model-image", "image", DBKSVD(64, 4, max_iter=8, random_state=0)),
-                               ("model-image-topk", "image", SAE("topk", 64, 4, max_epochs=10, random_state=0)),
-                               ("model-text", "text", DBKSVD(64, 4, max_iter=8, random_state=0))]:
+    for name, space, model in [
+        ("model-image", "image", DBKSVD(64, 4, max_iter=8, random_state=0)),
+        ("model-image-topk", "image", SAE("topk", 64, 4, max_epochs=10, random_state=0)),
+        ("model-text", "text", DBKSVD(64, 4, max_iter=8, random_state=0)),
+    ]:
         X = emoji_store.space(space).to_numpy()
         model.fit(X[train])
         model.data_info_ = {**emoji_store.space(space).describe(), "rows": len(train)}
         model.save(run / name)
         heldout[name] = model_metrics(model, X[test])
         if space == "image":
-            expl = explain(model, emoji_store, "image", ExplainConfig(vocabularies=("captions", "imagenet")),
-                           show_progress=False)
+            expl = explain(
+                model, emoji_store, "image", ExplainConfig(vocabularies=("captions", "imagenet")), show_progress=False
+            )
             write_explanation(expl, run / name.replace("model-", "atoms-"))
-    (run / "metrics.json").write_text(json.dumps({"split": "test (every 5th row)", "test_rows": test.tolist(),
-                                                  "models": heldout}, default=float))
+    (run / "metrics.json").write_text(
+        json.dumps({"split": "test (every 5th row)", "test_rows": test.tolist(), "models": heldout}, default=float)
+    )
     return run

@@ -66,8 +66,10 @@ def test_auto_picks_a_kind_and_lists_both(pairs, fitted):
     for c in report["candidates"]:
         assert set(c) == {"kind", "params", "recall@1", "recall@5"}
     # The chosen kind has the better validation recall@5 (then recall@1).
-    best = {k: max((c for c in report["candidates"] if c["kind"] == k),
-                   key=lambda c: (c["recall@1"], c["recall@5"])) for k in ("ridge", "cca")}
+    best = {
+        k: max((c for c in report["candidates"] if c["kind"] == k), key=lambda c: (c["recall@1"], c["recall@5"]))
+        for k in ("ridge", "cca")
+    }
     other = "cca" if report["kind"] == "ridge" else "ridge"
     mine = (report["validation"]["recall@5"], report["validation"]["recall@1"])
     assert mine >= (best[other]["recall@5"], best[other]["recall@1"])
@@ -122,6 +124,7 @@ def test_state_round_trip_is_identical(pairs, fitted, kind):
 
 # ----------------------------------------------------------------------------------------------
 # Errors, on small synthetic pairs.
+
 
 def synthetic(n=40, dx=12, dy=6, seed=0):
     rng = np.random.default_rng(seed)

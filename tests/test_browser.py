@@ -21,6 +21,7 @@ CHROMIUM = os.environ.get("DBKSVD_CHROMIUM") or shutil.which("chromium") or shut
 SHOTS = Path(os.environ.get("DBKSVD_ARTIFACTS", "test-artifacts")) / "screenshots"
 TIMEOUT_MS = 60_000
 
+
 @pytest.fixture(scope="module")
 def browser():
     if CHROMIUM is None:  # the README's test command installs it: fail, rather than skip quietly
@@ -36,8 +37,12 @@ def server(emoji_run):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "dbksvd.cli", "serve", str(emoji_run), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dbksvd.cli", "serve", str(emoji_run), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     line = proc.stdout.readline()  # "explorer: http://127.0.0.1:PORT/  (Ctrl-C to stop)"
     match = re.search(r"http://\S+", line)
     if not match:
@@ -87,9 +92,13 @@ def _browse(page, base, label):
     assert first == sorted(first, reverse=True)  # F badges of the first two cards
     thumbs = page.locator(".atom-card img.thumb")
     assert thumbs.count() > 48
-    page.wait_for_function("[...document.querySelectorAll('.atom-card img.thumb')].slice(0, 8).every(i => i.naturalWidth > 0)")
+    page.wait_for_function(
+        "[...document.querySelectorAll('.atom-card img.thumb')].slice(0, 8).every(i => i.naturalWidth > 0)"
+    )
     page.locator(".pager button", has_text="next").first.click()
-    page.wait_for_function("document.querySelector('.page-info') && document.querySelector('.page-info').textContent.includes('page 2')")
+    page.wait_for_function(
+        "document.querySelector('.page-info') && document.querySelector('.page-info').textContent.includes('page 2')"
+    )
     assert page.locator(".atom-card").count() == 16
     _shot(page, f"{label}-gallery")
 
@@ -127,7 +136,10 @@ def _browse(page, base, label):
     models = page.locator(".decompose-model")
     assert models.count() == 3
     assert sorted(models.evaluate_all("els => els.map(e => e.dataset.model)")) == [
-        "model-image", "model-image-topk", "model-text"]
+        "model-image",
+        "model-image-topk",
+        "model-text",
+    ]
     for i in range(3):
         text = models.nth(i).inner_text()
         assert "explained signal 0." in text and models.nth(i).locator("ol.code li").count() >= 1
@@ -145,8 +157,10 @@ def test_served_explorer_in_chromium(browser, server, emoji_store):
     buf = io.BytesIO()
     EmojiDataset().load(Item(**meta[row])).save(buf, format="PNG")
     _open(page, server + "#/decompose")
-    page.set_input_files("#upload-form input[type=file]", files=[{"name": "apple.png", "mimeType": "image/png",
-                                                                  "buffer": buf.getvalue()}])
+    page.set_input_files(
+        "#upload-form input[type=file]",
+        files=[{"name": "apple.png", "mimeType": "image/png", "buffer": buf.getvalue()}],
+    )
     page.click("#upload-form button")
     page.wait_for_selector(".decompose-model")
     assert page.inner_text("#item-title") == "uploaded image"

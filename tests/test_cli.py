@@ -23,11 +23,34 @@ def data(tmp_path):
 
 def test_fit_encode_evaluate(data, capsys):
     tmp, p = data
-    assert main(["fit", str(tmp / "x.npy"), "--atoms", "50", "--nnz", "3", "--out", str(tmp / "m"),
-                 "--iters", "15", "--batch-size", "2000", "--device", "cpu", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(tmp / "x.npy"),
+                "--atoms",
+                "50",
+                "--nnz",
+                "3",
+                "--out",
+                str(tmp / "m"),
+                "--iters",
+                "15",
+                "--batch-size",
+                "2000",
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     model = load(tmp / "m")
     assert model.components_.shape == (50, 20) and model.n_iter_ == 15
-    assert main(["encode", str(tmp / "m"), str(tmp / "x.npz"), "--key", "emb", "--out", str(tmp / "codes.safetensors")]) == 0
+    assert (
+        main(["encode", str(tmp / "m"), str(tmp / "x.npz"), "--key", "emb", "--out", str(tmp / "codes.safetensors")])
+        == 0
+    )
     codes = load_file(str(tmp / "codes.safetensors"))
     assert codes["indices"].shape == (1200, 3) and codes["values"].shape == (1200, 3)
     capsys.readouterr()
@@ -40,25 +63,51 @@ def test_fit_encode_evaluate(data, capsys):
 
 
 def test_demo_runs(capsys, tmp_path):
-    assert main(["demo", "--synthetic", "--samples", "3000", "--features", "20", "--atoms", "50", "--nnz", "3",
-                 "--iters", "10", "--quiet", "--out", str(tmp_path / "demo")]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--synthetic",
+                "--samples",
+                "3000",
+                "--features",
+                "20",
+                "--atoms",
+                "50",
+                "--nnz",
+                "3",
+                "--iters",
+                "10",
+                "--quiet",
+                "--out",
+                str(tmp_path / "demo"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "atom_recovery" in out and "explained_signal" in out
     assert (tmp_path / "demo" / "config.json").exists()
 
 
-@pytest.mark.parametrize("args, words", [
-    (["fit", "{t}/missing.npy", "--atoms", "8", "--nnz", "2", "--out", "{t}/out"], "no such file"),
-    (["fit", "{t}/x.npz", "--atoms", "8", "--nnz", "2", "--out", "{t}/out"], "choose one with --key"),
-    (["fit", "{t}/x.npz", "--key", "nope", "--atoms", "8", "--nnz", "2", "--out", "{t}/out"], "no array named 'nope'"),
-    (["fit", "{t}/x.npy", "--atoms", "8", "--nnz", "30", "--out", "{t}/out"], "exceeds"),
-    (["fit", "{t}/x.npy", "--atoms", "0", "--nnz", "1", "--out", "{t}/out"], "n_atoms must be >= 1"),
-    (["fit", "{t}/nan.npy", "--atoms", "8", "--nnz", "2", "--out", "{t}/out"], "NaN"),
-    (["fit", "{t}/obj.npy", "--atoms", "8", "--nnz", "2", "--out", "{t}/out"], "not a readable .npy"),
-    (["fit", "{t}/x.npy", "--atoms", "8", "--nnz", "2", "--groups", "4,x", "--out", "{t}/out"], "--groups"),
-    (["encode", "{t}/nomodel", "{t}/x.npy", "--out", "{t}/out.safetensors"], "no such model folder"),
-    (["evaluate", "{t}/model", "{t}/x5.npy"], "features but the model was fitted with 20"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["fit", "{t}/missing.npy", "--atoms", "8", "--nnz", "2", "--out", "{t}/out"], "no such file"),
+        (["fit", "{t}/x.npz", "--atoms", "8", "--nnz", "2", "--out", "{t}/out"], "choose one with --key"),
+        (
+            ["fit", "{t}/x.npz", "--key", "nope", "--atoms", "8", "--nnz", "2", "--out", "{t}/out"],
+            "no array named 'nope'",
+        ),
+        (["fit", "{t}/x.npy", "--atoms", "8", "--nnz", "30", "--out", "{t}/out"], "exceeds"),
+        (["fit", "{t}/x.npy", "--atoms", "0", "--nnz", "1", "--out", "{t}/out"], "n_atoms must be >= 1"),
+        (["fit", "{t}/nan.npy", "--atoms", "8", "--nnz", "2", "--out", "{t}/out"], "NaN"),
+        (["fit", "{t}/obj.npy", "--atoms", "8", "--nnz", "2", "--out", "{t}/out"], "not a readable .npy"),
+        (["fit", "{t}/x.npy", "--atoms", "8", "--nnz", "2", "--groups", "4,x", "--out", "{t}/out"], "--groups"),
+        (["encode", "{t}/nomodel", "{t}/x.npy", "--out", "{t}/out.safetensors"], "no such model folder"),
+        (["evaluate", "{t}/model", "{t}/x5.npy"], "features but the model was fitted with 20"),
+    ],
+)
 def test_errors_are_one_line_and_write_nothing(data, capsys, args, words):
     tmp, p = data
     np.save(tmp / "nan.npy", np.full((10, 20), np.nan))
@@ -75,16 +124,46 @@ def test_errors_are_one_line_and_write_nothing(data, capsys, args, words):
 def test_interrupted_fit_saves_last_iteration(data, interrupt_at, capsys):
     tmp, _ = data
     interrupt_at(3)
-    code = main(["fit", str(tmp / "x.npy"), "--atoms", "50", "--nnz", "3", "--out", str(tmp / "m"),
-                 "--device", "cpu", "--quiet", "--batch-size", "500"])
+    code = main(
+        [
+            "fit",
+            str(tmp / "x.npy"),
+            "--atoms",
+            "50",
+            "--nnz",
+            "3",
+            "--out",
+            str(tmp / "m"),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--batch-size",
+            "500",
+        ]
+    )
     assert code == 130
     assert "after 2 iterations" in capsys.readouterr().err
     assert load(tmp / "m").n_steps_ == 2
 
 
 def test_console_script_prints_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "dbksvd.cli", "fit", str(tmp_path / "none.npy"), "--atoms", "4",
-                           "--nnz", "1", "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dbksvd.cli",
+            "fit",
+            str(tmp_path / "none.npy"),
+            "--atoms",
+            "4",
+            "--nnz",
+            "1",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert "no such file" in proc.stderr
@@ -107,8 +186,10 @@ def test_embed_fit_encode_evaluate_on_a_store(text_store, capsys, tmp_path):
     store = str(tmp / "store")
     assert main(["embed", "--dataset", f"texts:{tmp / 'names.txt'}", "--out", store, "--quiet"]) == 0
     assert "120 rows" in capsys.readouterr().out  # the rerun reuses the finished store
-    assert main(["fit", store, "--atoms", "24", "--nnz", "4", "--iters", "10", "--out", str(tmp_path / "m"),
-                 "--quiet"]) == 0
+    assert (
+        main(["fit", store, "--atoms", "24", "--nnz", "4", "--iters", "10", "--out", str(tmp_path / "m"), "--quiet"])
+        == 0
+    )
     model = load(tmp_path / "m")
     assert model.components_.shape == (24, 384) and model.data_info_["encoder"] == "minilm"
     assert main(["encode", str(tmp_path / "m"), store, "--out", str(tmp_path / "codes")]) == 0
@@ -123,23 +204,35 @@ def test_embed_fit_encode_evaluate_on_a_store(text_store, capsys, tmp_path):
 def _foreign_store(path, dim):
     from dbksvd.data import StoreWriter
 
-    w = StoreWriter(path, dataset={"name": "other"}, spaces={"text": {"encoder": {"name": "other-encoder"}, "dim": dim}})
-    w.add_shard({"text": np.random.default_rng(0).standard_normal((10, dim))}, [{"id": str(i)} for i in range(10)],
-                next_item=10)
+    w = StoreWriter(
+        path, dataset={"name": "other"}, spaces={"text": {"encoder": {"name": "other-encoder"}, "dim": dim}}
+    )
+    w.add_shard(
+        {"text": np.random.default_rng(0).standard_normal((10, dim))}, [{"id": str(i)} for i in range(10)], next_item=10
+    )
     w.finish()
 
 
-@pytest.mark.parametrize("args, words", [
-    (["embed", "--dataset", "imagenet", "--out", "{t}/out"], "dataset"),
-    (["embed", "--dataset", "emoji", "--encoder", "resnet", "--out", "{t}/out"], "encoder"),
-    (["embed", "--dataset", "folder:{t}/empty", "--out", "{t}/out"], "no usable images"),
-    (["embed", "--dataset", "texts:{t}/names.txt", "--encoder", "effnet-lite0", "--out", "{t}/out"], "cannot embed texts"),
-    (["embed", "--dataset", "texts:{t}/missing.txt", "--out", "{t}/out"], "does not exist"),
-    (["evaluate", "{t}/m", "{t}/dim32"], "has 32 features but the model was fitted with 384"),
-    (["evaluate", "{t}/m", "{t}/other384"], "fitted on minilm embeddings"),
-    (["fit", "{t}/newer", "--atoms", "4", "--nnz", "1", "--out", "{t}/out"], "newer dbksvd"),
-    (["fit", "{t}/store", "--space", "image", "--atoms", "4", "--nnz", "1", "--out", "{t}/out"], "no space 'image'"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["embed", "--dataset", "imagenet", "--out", "{t}/out"], "dataset"),
+        (["embed", "--dataset", "emoji", "--encoder", "resnet", "--out", "{t}/out"], "encoder"),
+        (["embed", "--dataset", "folder:{t}/empty", "--out", "{t}/out"], "no usable images"),
+        (
+            ["embed", "--dataset", "texts:{t}/names.txt", "--encoder", "effnet-lite0", "--out", "{t}/out"],
+            "cannot embed texts",
+        ),
+        (["embed", "--dataset", "texts:{t}/missing.txt", "--out", "{t}/out"], "does not exist"),
+        (["evaluate", "{t}/m", "{t}/dim32"], "has 32 features but the model was fitted with 384"),
+        (["evaluate", "{t}/m", "{t}/other384"], "fitted on minilm embeddings"),
+        (["fit", "{t}/newer", "--atoms", "4", "--nnz", "1", "--out", "{t}/out"], "newer dbksvd"),
+        (
+            ["fit", "{t}/store", "--space", "image", "--atoms", "4", "--nnz", "1", "--out", "{t}/out"],
+            "no space 'image'",
+        ),
+    ],
+)
 def test_store_errors_are_one_line_and_write_nothing(text_store, tmp_path, capsys, args, words):
     import shutil
 
@@ -169,8 +262,18 @@ def test_store_errors_are_one_line_and_write_nothing(text_store, tmp_path, capsy
 def test_interrupted_embed_resumes_with_the_same_command(text_store, tmp_path, monkeypatch, capsys):
     from dbksvd.data import EmbeddingStore, TextsDataset
 
-    args = ["embed", "--dataset", f"texts:{text_store / 'names.txt'}", "--out", str(tmp_path / "s"),
-            "--shard-rows", "32", "--batch-size", "8", "--quiet"]
+    args = [
+        "embed",
+        "--dataset",
+        f"texts:{text_store / 'names.txt'}",
+        "--out",
+        str(tmp_path / "s"),
+        "--shard-rows",
+        "32",
+        "--batch-size",
+        "8",
+        "--quiet",
+    ]
     real, calls = TextsDataset.load, []
 
     def load(self, item):
@@ -187,5 +290,6 @@ def test_interrupted_embed_resumes_with_the_same_command(text_store, tmp_path, m
     assert main(args) == 0
     resumed, reference = EmbeddingStore(tmp_path / "s"), EmbeddingStore(text_store / "store")
     assert [r["id"] for r in resumed.metadata()] == [r["id"] for r in reference.metadata()]
-    np.testing.assert_allclose(resumed.space().to_numpy().astype(np.float32),
-                               reference.space().to_numpy().astype(np.float32), atol=2e-3)
+    np.testing.assert_allclose(
+        resumed.space().to_numpy().astype(np.float32), reference.space().to_numpy().astype(np.float32), atol=2e-3
+    )

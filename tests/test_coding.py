@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from conftest import unit_rows
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dbksvd.coding as coding
 from dbksvd import InputError, ParameterError, SparseCodes, sparse_encode
-from conftest import unit_rows
 
 BACKENDS = ["numba", "torch"]
 
@@ -79,8 +79,10 @@ def test_mp_backends_same_supports(rng):
     X = rng.standard_normal((200, 32))
     a = sparse_encode(X, D, 8, algorithm="mp", backend="numba")
     b = sparse_encode(X, D, 8, algorithm="mp", backend="torch")
-    assert all(set(x[v != 0]) == set(y[w != 0]) for x, v, y, w in
-               zip(a.indices.numpy(), a.values.numpy(), b.indices.numpy(), b.values.numpy()))
+    assert all(
+        set(x[v != 0]) == set(y[w != 0])
+        for x, v, y, w in zip(a.indices.numpy(), a.values.numpy(), b.indices.numpy(), b.values.numpy())
+    )
 
 
 def test_exact_sparse_signals_are_recovered(rng):
@@ -137,9 +139,14 @@ def test_sparse_codes_views_agree(rng):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    n=st.integers(1, 12), d=st.integers(2, 12), extra=st.integers(0, 20), k=st.integers(1, 12),
-    algorithm=st.sampled_from(["omp", "mp"]), tol=st.sampled_from([None, 0.0, 0.3, 0.9]),
-    backend=st.sampled_from(BACKENDS), seed=st.integers(0, 2**31),
+    n=st.integers(1, 12),
+    d=st.integers(2, 12),
+    extra=st.integers(0, 20),
+    k=st.integers(1, 12),
+    algorithm=st.sampled_from(["omp", "mp"]),
+    tol=st.sampled_from([None, 0.0, 0.3, 0.9]),
+    backend=st.sampled_from(BACKENDS),
+    seed=st.integers(0, 2**31),
 )
 def test_coder_invariants(n, d, extra, k, algorithm, tol, backend, seed):
     rng = np.random.default_rng(seed)
@@ -161,20 +168,23 @@ def test_coder_invariants(n, d, extra, k, algorithm, tol, backend, seed):
         assert np.all(res[short] <= tol * xn[short] + 1e-7 * xn[short])
 
 
-@pytest.mark.parametrize("X, D, k, err, words", [
-    (np.full((3, 4), np.nan), None, 2, InputError, "NaN"),
-    (np.array([[1.0, np.inf, 0, 0]]), None, 2, InputError, "inf"),
-    (np.ones(4), None, 2, InputError, "2-D"),
-    (np.ones((2, 2, 4)), None, 2, InputError, "2-D"),
-    (np.ones((3, 5)), None, 2, InputError, "features"),
-    (np.ones((3, 4)), np.vstack([np.eye(4), -np.eye(4)]), 5, ParameterError, "exceeds the number of features"),
-    (np.ones((3, 4)), np.eye(4)[:2], 3, ParameterError, "exceeds the number of atoms"),
-    (np.ones((3, 4)), np.zeros((0, 4)), 1, InputError, "empty"),
-    (np.zeros((0, 4)), None, 2, InputError, "empty"),
-    (np.array([[1, "a"]], dtype=object), None, 1, InputError, "dtype object"),
-    (np.ones((3, 4)), 2 * np.eye(4), 2, InputError, "unit norm"),
-    (np.ones((3, 4)), None, 0, ParameterError, ">= 1"),
-])
+@pytest.mark.parametrize(
+    "X, D, k, err, words",
+    [
+        (np.full((3, 4), np.nan), None, 2, InputError, "NaN"),
+        (np.array([[1.0, np.inf, 0, 0]]), None, 2, InputError, "inf"),
+        (np.ones(4), None, 2, InputError, "2-D"),
+        (np.ones((2, 2, 4)), None, 2, InputError, "2-D"),
+        (np.ones((3, 5)), None, 2, InputError, "features"),
+        (np.ones((3, 4)), np.vstack([np.eye(4), -np.eye(4)]), 5, ParameterError, "exceeds the number of features"),
+        (np.ones((3, 4)), np.eye(4)[:2], 3, ParameterError, "exceeds the number of atoms"),
+        (np.ones((3, 4)), np.zeros((0, 4)), 1, InputError, "empty"),
+        (np.zeros((0, 4)), None, 2, InputError, "empty"),
+        (np.array([[1, "a"]], dtype=object), None, 1, InputError, "dtype object"),
+        (np.ones((3, 4)), 2 * np.eye(4), 2, InputError, "unit norm"),
+        (np.ones((3, 4)), None, 0, ParameterError, ">= 1"),
+    ],
+)
 def test_bad_input_is_named(X, D, k, err, words):
     D = np.eye(4) if D is None else D
     with pytest.raises(err) as info:
@@ -235,6 +245,9 @@ def test_threshold_refit_is_least_squares_on_the_detector_support(backend, rng):
     for i in range(len(X)):
         coef, *_ = np.linalg.lstsq(D[idx[i]].T, X[i], rcond=None)
         np.testing.assert_allclose(val[i], coef, rtol=1e-6, atol=1e-8)
+
     # least squares on the same support never reconstructs worse than the projections
-    err = lambda c: np.linalg.norm(X - c.reconstruct(torch.as_tensor(D)).numpy(), axis=1)
+    def err(c):
+        return np.linalg.norm(X - c.reconstruct(torch.as_tensor(D)).numpy(), axis=1)
+
     assert np.all(err(fitted) <= err(bare) + 1e-9) and err(fitted).mean() < 0.95 * err(bare).mean()

@@ -19,14 +19,23 @@ def data(fashion_store):
 
 
 def small(**kw):
-    params = dict(atoms=32, nnz=(4,), methods=("dbksvd", "dbksvd-threshold", "topk", "random"), dbksvd_iters=10,
-                  sae_epochs=15)
+    params = dict(
+        atoms=32, nnz=(4,), methods=("dbksvd", "dbksvd-threshold", "topk", "random"), dbksvd_iters=10, sae_epochs=15
+    )
     params.update(kw)
     return CompareConfig(**params)
 
 
-METRIC_KEYS = ("explained_signal", "fvu", "explained_variance", "cosine", "l0", "dead_atoms", "max_coherence",
-               "probe_retention")
+METRIC_KEYS = (
+    "explained_signal",
+    "fvu",
+    "explained_variance",
+    "cosine",
+    "l0",
+    "dead_atoms",
+    "max_coherence",
+    "probe_retention",
+)
 
 
 def test_comparison_rows_are_complete_reproducible_and_ordered(data):
@@ -36,8 +45,11 @@ def test_comparison_rows_are_complete_reproducible_and_ordered(data):
     assert set(rows) == {"dbksvd", "dbksvd-threshold", "topk", "topk+omp", "random"}
     assert [rows[m]["coder"] for m in ("dbksvd", "dbksvd-threshold", "topk")] == ["omp", "threshold", "own"]
     # the thresholding pursuit reconstructs less than OMP, far more than random directions
-    assert rows["random"]["explained_signal"] + 0.05 < rows["dbksvd-threshold"]["explained_signal"] \
+    assert (
+        rows["random"]["explained_signal"] + 0.05
+        < rows["dbksvd-threshold"]["explained_signal"]
         < rows["dbksvd"]["explained_signal"]
+    )
     assert all(r["status"] == "ok" for r in rows.values())
     assert a["split"] == {"test": 60, "val": 30, "train": 210}
     for r in rows.values():
@@ -54,8 +66,13 @@ def test_comparison_rows_are_complete_reproducible_and_ordered(data):
 def test_report_metrics_equal_dbksvd_evaluate(data, tmp_path, capsys):
     X, labels = data
     models = {}
-    report = run_comparison(X, small(methods=("dbksvd", "batchtopk")), labels, show_progress=False,
-                            on_model=lambda name, m: models.__setitem__(name, m))
+    report = run_comparison(
+        X,
+        small(methods=("dbksvd", "batchtopk")),
+        labels,
+        show_progress=False,
+        on_model=lambda name, m: models.__setitem__(name, m),
+    )
     write_report(report, tmp_path / "r", models)
     for name in ("results.json", "results.csv", "results.md", "report.html", "pareto.png", "usage.png", "split.npz"):
         assert (tmp_path / "r" / name).stat().st_size > 0, name
@@ -64,8 +81,10 @@ def test_report_metrics_equal_dbksvd_evaluate(data, tmp_path, capsys):
     saved = json.loads((tmp_path / "r" / "results.json").read_text())["results"]
     for method in ("dbksvd", "batchtopk"):
         capsys.readouterr()
-        assert main(["evaluate", str(tmp_path / "r" / "models" / f"{method}-k4"), str(tmp_path / "test.npy"),
-                     "--json"]) == 0
+        assert (
+            main(["evaluate", str(tmp_path / "r" / "models" / f"{method}-k4"), str(tmp_path / "test.npy"), "--json"])
+            == 0
+        )
         evaluated = json.loads(capsys.readouterr().out)
         row = next(r for r in saved if r["method"] == method)
         for key in ("explained_signal", "fvu", "explained_variance", "cosine", "l0", "dead_atoms", "max_coherence"):
@@ -87,11 +106,14 @@ def test_a_failing_method_is_reported_and_the_others_run(data, monkeypatch):
     assert by["dbksvd"]["status"] == "ok" and by["random"]["status"] == "ok"
 
 
-@pytest.mark.parametrize("cfg, labels, words", [
-    (dict(methods=("dbksvd", "pca")), None, "unknown method 'pca'"),
-    (dict(nnz=(32,)), None, "must be smaller than K=32"),
-    (dict(), np.zeros(5), "labels have shape"),
-])
+@pytest.mark.parametrize(
+    "cfg, labels, words",
+    [
+        (dict(methods=("dbksvd", "pca")), None, "unknown method 'pca'"),
+        (dict(nnz=(32,)), None, "must be smaller than K=32"),
+        (dict(), np.zeros(5), "labels have shape"),
+    ],
+)
 def test_bad_input(data, cfg, labels, words):
     X, _ = data
     with pytest.raises((ParameterError, InputError), match=words):
@@ -104,8 +126,22 @@ def test_empty_split():
 
 
 def test_cli_compare(fashion_store, tmp_path, capsys):
-    args = ["compare", str(fashion_store.path), "--atoms", "16", "--nnz", "2,4", "--methods", "dbksvd,random",
-            "--iters", "5", "--no-explain", "--out", str(tmp_path / "r"), "--quiet"]
+    args = [
+        "compare",
+        str(fashion_store.path),
+        "--atoms",
+        "16",
+        "--nnz",
+        "2,4",
+        "--methods",
+        "dbksvd,random",
+        "--iters",
+        "5",
+        "--no-explain",
+        "--out",
+        str(tmp_path / "r"),
+        "--quiet",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "| dbksvd | 2 | ok |" in out and "probe_retention" in out
@@ -116,8 +152,26 @@ def test_cli_compare(fashion_store, tmp_path, capsys):
 
 
 def test_cli_compare_scores_the_descriptions_on_a_captioned_store(emoji_store, tmp_path, capsys):
-    assert main(["compare", str(emoji_store.path), "--atoms", "32", "--nnz", "4", "--methods", "dbksvd,random",
-                 "--iters", "10", "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(emoji_store.path),
+                "--atoms",
+                "32",
+                "--nnz",
+                "4",
+                "--methods",
+                "dbksvd,random",
+                "--iters",
+                "10",
+                "--out",
+                str(tmp_path / "r"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "faithfulness" in capsys.readouterr().out
     rows = {r["method"]: r for r in json.loads((tmp_path / "r" / "results.json").read_text())["results"]}
     for name in ("dbksvd", "random"):
@@ -129,8 +183,9 @@ def test_cli_compare_scores_the_descriptions_on_a_captioned_store(emoji_store, t
 def test_sklearn_baseline_learns(data):
     pytest.importorskip("sklearn")
     X, labels = data
-    rows = run_comparison(X, small(methods=("sklearn", "random"), dbksvd_iters=6), labels,
-                          show_progress=False)["results"]
+    rows = run_comparison(X, small(methods=("sklearn", "random"), dbksvd_iters=6), labels, show_progress=False)[
+        "results"
+    ]
     by = {r["method"]: r for r in rows}
     assert by["sklearn"]["status"] == "ok" and by["sklearn"]["l0"] <= 4
     assert by["sklearn"]["explained_signal"] > by["random"]["explained_signal"] + 0.05

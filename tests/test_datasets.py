@@ -138,13 +138,22 @@ def test_emoji_errors(tmp_path, emoji):
 @needs_fashion
 def test_fashion_listing_and_images(fashion):
     assert len(fashion) == 70_000 and fashion.name == "fashion-mnist"
-    assert fashion.label_names == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    assert fashion.label_names == [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ]
     labels = gzip.decompress((FASHION / "train-labels-idx1-ubyte.gz").read_bytes())
     pixels = gzip.decompress((FASHION / "t10k-images-idx3-ubyte.gz").read_bytes())
     first = next(fashion.items())
-    assert first == Item(id="train-00000", source="train:0",
-                         caption=fashion.label_names[labels[8]], label=labels[8])
+    assert first == Item(id="train-00000", source="train:0", caption=fashion.label_names[labels[8]], label=labels[8])
     image = fashion.load(first)
     assert image.mode == "RGB" and image.size == (28, 28)
     test_first = next(fashion.items(start=60_000))
@@ -252,7 +261,7 @@ def test_folder_csv_captions(picture_folder):
     (picture_folder / "captions.csv").write_bytes(
         b"path,caption,label\n"
         b"a.png,a noisy square,noise\n"
-        b"sub/c.png,\"a red square, on white\",shape\n"
+        b'sub/c.png,"a red square, on white",shape\n'
         b"missing.png,not there,shape\n"
         b"b.jpg,caf\xe9 in latin-1,noise\n"
         b"truncated.png,cut in half,broken\n"
@@ -339,7 +348,7 @@ def test_folder_image_problems_at_load_time(picture_folder, monkeypatch):
 
 
 def test_folder_sixteen_bit_grey(tmp_path):
-    ramp = (np.arange(16 * 16, dtype=np.uint16).reshape(16, 16) * 257)
+    ramp = np.arange(16 * 16, dtype=np.uint16).reshape(16, 16) * 257
     Image.fromarray(ramp).save(tmp_path / "deep.png")
     ds = FolderDataset(tmp_path)
     pixels = np.asarray(ds.load(next(ds.items())))
@@ -366,13 +375,17 @@ def test_texts_txt(tmp_path):
 
 def test_texts_jsonl(tmp_path):
     path = tmp_path / "rows.jsonl"
-    path.write_text("\n".join([
-        json.dumps({"text": "one", "body": "uno"}),
-        "not json",
-        json.dumps({"text": 5}),
-        json.dumps({"text": "   "}),
-        json.dumps({"text": "two", "body": "dos"}),
-    ]))
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps({"text": "one", "body": "uno"}),
+                "not json",
+                json.dumps({"text": 5}),
+                json.dumps({"text": "   "}),
+                json.dumps({"text": "two", "body": "dos"}),
+            ]
+        )
+    )
     ds = TextsDataset(path)
     assert [(item.id, item.caption) for item in ds.items()] == [("rows:1", "one"), ("rows:5", "two")]
     assert ds.skipped == {"malformed line": 2, "empty text": 1}

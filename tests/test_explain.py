@@ -22,8 +22,11 @@ FAST = dict(vocabularies=("captions", "imagenet"))
 
 def test_atom_evidence_by_hand():
     # 4 items, K = 3 atoms, k = 2 slots
-    codes = SparseCodes(torch.tensor([[0, 1], [0, 2], [1, 0], [2, 0]]),
-                        torch.tensor([[2.0, -1.0], [0.5, 3.0], [-4.0, 0.0], [1.0, -0.25]]), 3)
+    codes = SparseCodes(
+        torch.tensor([[0, 1], [0, 2], [1, 0], [2, 0]]),
+        torch.tensor([[2.0, -1.0], [0.5, 3.0], [-4.0, 0.0], [1.0, -0.25]]),
+        3,
+    )
     D = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
     ev = atom_evidence(codes, D, rows=np.array([10, 11, 12, 13]), top=2, nearest=1)
     assert ev.count["pos"].tolist() == [2, 0, 2] and ev.count["neg"].tolist() == [1, 2, 0]
@@ -43,12 +46,18 @@ def test_atom_evidence_by_hand():
 
 def test_caption_terms_and_log_odds():
     assert caption_terms("Grinning face with smiling eyes") == [
-        "grinning", "face", "smiling", "eyes", "grinning face", "smiling eyes"]
+        "grinning",
+        "face",
+        "smiling",
+        "eyes",
+        "grinning face",
+        "smiling eyes",
+    ]
     captions = ["red flag", "white flag", "black flag", "cat face", "dog face", "red apple", None, "green apple"]
     terms = CaptionTerms(captions)
     (found,) = terms.candidates([np.array([0, 1, 2])])
     assert found[0] == ("flag", "captions:term")
-    (ids, z), = terms.zscores([np.array([3, 4])])
+    ((ids, z),) = terms.zscores([np.array([3, 4])])
     assert terms.terms[ids[0]] == "face" and z[0] > 0
     # a term seen in one caption of the group only is not a pattern
     assert "red" not in terms.terms[terms.zscores([np.array([0, 1, 2])])[0][0]]
@@ -63,10 +72,12 @@ def test_head_classes_reads_the_largest_logit_changes():
 def test_distinct_descriptions_within_one_standard_error():
     from dbksvd.analysis.explain import _distinct
 
-    cands = [[("flag", "a"), ("banner", "b")],          # the most faithful atom keeps "flag"
-             [("Flag", "a"), ("pennant", "b")],         # "pennant" is within its margin: takes it
-             [("flag", "a"), ("sky", "b")],             # "sky" is far worse: keeps the shared "flag"
-             [("flag", "a")]]                           # the other side of an atom: left alone
+    cands = [
+        [("flag", "a"), ("banner", "b")],  # the most faithful atom keeps "flag"
+        [("Flag", "a"), ("pennant", "b")],  # "pennant" is within its margin: takes it
+        [("flag", "a"), ("sky", "b")],  # "sky" is far worse: keeps the shared "flag"
+        [("flag", "a")],
+    ]  # the other side of an atom: left alone
     choice_f = [np.array([0.9, 0.7]), np.array([0.85, 0.82]), np.array([0.8, 0.5]), np.array([0.95])]
     chosen = [0, 0, 0, 0]
     _distinct(cands, chosen, choice_f, np.array([True, True, True, False]), np.array([0.05, 0.05, 0.05, 0.05]))
@@ -123,9 +134,15 @@ def test_real_dictionary_beats_random_directions(emoji_store, emoji_image_model)
 
 
 def test_distinct_descriptions_raise_diversity_on_real_atoms(emoji_store, emoji_image_model):
-    plain = explain(emoji_image_model, emoji_store, config=ExplainConfig(**FAST, baseline=False, distinct=False),
-                    show_progress=False)
-    distinct = explain(emoji_image_model, emoji_store, config=ExplainConfig(**FAST, baseline=False), show_progress=False)
+    plain = explain(
+        emoji_image_model,
+        emoji_store,
+        config=ExplainConfig(**FAST, baseline=False, distinct=False),
+        show_progress=False,
+    )
+    distinct = explain(
+        emoji_image_model, emoji_store, config=ExplainConfig(**FAST, baseline=False), show_progress=False
+    )
     assert distinct.summary["diversity"] > plain.summary["diversity"]
     held = {r["description"].casefold() for r in distinct.atoms if r["description"]}
     changed = [(a, b) for a, b in zip(plain.atoms, distinct.atoms) if a["description"] != b["description"]]
@@ -144,6 +161,7 @@ def test_thresholding_pursuit_atoms_are_described_and_reconstruct(emoji_store):
     assert s["faithfulness"]["mean"] > r["faithfulness"]["mean"] + 0.05
     assert s["specificity"]["mean"] > r["specificity"]["mean"]
     from dbksvd.baselines import RandomDictionary
+
     assert model.score(X) > RandomDictionary(64, 4, random_state=0).fit(X).score(X) + 0.1
 
 
@@ -169,8 +187,9 @@ def test_atoms_read_as_detectors(emoji_store, emoji_image_model):
 
 def test_text_space_model_uses_the_shared_space(emoji_store):
     model = DBKSVD(32, 4, max_iter=5, random_state=0).fit(emoji_store.space("text"))
-    expl = explain(model, emoji_store, "text", ExplainConfig(vocabularies=("captions",), baseline=False),
-                   show_progress=False)
+    expl = explain(
+        model, emoji_store, "text", ExplainConfig(vocabularies=("captions",), baseline=False), show_progress=False
+    )
     assert expl.summary["text_space"] == "shared with the model's space" and "bridge" not in expl.summary
     assert expl.summary["faithfulness"]["mean"] > 0.7
 
@@ -206,8 +225,12 @@ def test_bad_input(emoji_store, emoji_image_model, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("# nothing\n\n")
     with pytest.raises(InputError, match="no entries"):
-        explain(emoji_image_model, emoji_store, config=ExplainConfig(vocabularies=(str(empty),), baseline=False),
-                show_progress=False)
+        explain(
+            emoji_image_model,
+            emoji_store,
+            config=ExplainConfig(vocabularies=(str(empty),), baseline=False),
+            show_progress=False,
+        )
 
 
 # -- the command ---------------------------------------------------------------------------
@@ -216,8 +239,21 @@ def test_bad_input(emoji_store, emoji_image_model, tmp_path):
 def test_cli_explain_writes_the_table(emoji_store, emoji_image_model, tmp_path, capsys):
     emoji_image_model.save(tmp_path / "model")
     out = tmp_path / "atoms"
-    assert main(["explain", str(tmp_path / "model"), str(emoji_store.path), "--out", str(out),
-                 "--vocab", "captions,imagenet", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                str(tmp_path / "model"),
+                str(emoji_store.path),
+                "--out",
+                str(out),
+                "--vocab",
+                "captions,imagenet",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "random directions" in printed and "most used atoms" in printed
     atoms = read_atoms(out)
@@ -225,11 +261,14 @@ def test_cli_explain_writes_the_table(emoji_store, emoji_image_model, tmp_path, 
     assert (out / "summary.md").read_text().startswith("| dictionary")
 
 
-@pytest.mark.parametrize("make_args, message", [
-    (lambda t, s: [str(t / "model"), str(t / "rows.npy")], "not an embedding store"),
-    (lambda t, s: [str(t / "model"), str(s), "--space", "text"], "features"),
-    (lambda t, s: [str(t / "model"), str(s), "--vocab", str(t / "missing.txt")], "missing.txt"),
-])
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda t, s: [str(t / "model"), str(t / "rows.npy")], "not an embedding store"),
+        (lambda t, s: [str(t / "model"), str(s), "--space", "text"], "features"),
+        (lambda t, s: [str(t / "model"), str(s), "--vocab", str(t / "missing.txt")], "missing.txt"),
+    ],
+)
 def test_cli_explain_bad_input_is_one_line(emoji_store, emoji_image_model, tmp_path, capsys, make_args, message):
     emoji_image_model.save(tmp_path / "model")
     np.save(tmp_path / "rows.npy", np.zeros((4, 1280), dtype=np.float32))

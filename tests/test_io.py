@@ -22,17 +22,29 @@ def test_formats_round_trip(tmp_path):
     np.testing.assert_array_equal(load_array(tmp_path / "a.safetensors", "emb"), a)
 
 
-@pytest.mark.parametrize("make, key, words", [
-    (lambda p: None, None, "no such file"),
-    (lambda p: np.save(p.with_suffix(".npy"), np.ones(3)) or p.with_suffix(".npy").write_bytes(
-        p.with_suffix(".npy").read_bytes()[:-8]), None, "not a readable .npy"),
-    (lambda p: p.with_suffix(".npz").write_bytes(b"garbage"), None, "not a readable .npz"),
-    (lambda p: p.with_suffix(".safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}"), None,
-     "not a readable .safetensors"),
-    (lambda p: np.savez(p.with_suffix(".npz"), x=np.ones(2), y=np.ones(2)), None, "choose one with --key"),
-    (lambda p: np.savez(p.with_suffix(".npz"), x=np.ones(2)), "z", "no array named 'z'"),
-    (lambda p: p.with_suffix(".csv").write_text("1,2"), None, "unsupported file type"),
-])
+@pytest.mark.parametrize(
+    "make, key, words",
+    [
+        (lambda p: None, None, "no such file"),
+        (
+            lambda p: (
+                np.save(p.with_suffix(".npy"), np.ones(3))
+                or p.with_suffix(".npy").write_bytes(p.with_suffix(".npy").read_bytes()[:-8])
+            ),
+            None,
+            "not a readable .npy",
+        ),
+        (lambda p: p.with_suffix(".npz").write_bytes(b"garbage"), None, "not a readable .npz"),
+        (
+            lambda p: p.with_suffix(".safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}"),
+            None,
+            "not a readable .safetensors",
+        ),
+        (lambda p: np.savez(p.with_suffix(".npz"), x=np.ones(2), y=np.ones(2)), None, "choose one with --key"),
+        (lambda p: np.savez(p.with_suffix(".npz"), x=np.ones(2)), "z", "no array named 'z'"),
+        (lambda p: p.with_suffix(".csv").write_text("1,2"), None, "unsupported file type"),
+    ],
+)
 def test_bad_files_are_named(tmp_path, make, key, words):
     base = tmp_path / "f"
     make(base)
@@ -45,16 +57,14 @@ def test_bad_files_are_named(tmp_path, make, key, words):
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out.json"
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("partial")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("partial")
+        raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
     write_json(target, {"a": 1})
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_path(target) as tmp:
-            tmp.write_text("partial")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        tmp.write_text("partial")
+        raise KeyboardInterrupt
     assert target.read_text().strip().startswith("{") and len(list(tmp_path.iterdir())) == 1
 
 

@@ -43,8 +43,10 @@ def test_fit_is_deterministic_and_learns():
     np.testing.assert_allclose(np.linalg.norm(a.components_, axis=1), 1, atol=1e-5)
 
 
-@pytest.mark.parametrize("kw", [dict(coder="mp"), dict(update="svd"), dict(init="random"),
-                                dict(atom_batch_size=1), dict(replace_unused=False)])
+@pytest.mark.parametrize(
+    "kw",
+    [dict(coder="mp"), dict(update="svd"), dict(init="random"), dict(atom_batch_size=1), dict(replace_unused=False)],
+)
 def test_variants_fit_well(kw):
     p = make_sparse_problem(1500, 20, 50, 3, snr_db=30, random_state=3)
     model = small(**kw).fit(p.X)
@@ -61,10 +63,16 @@ def test_threshold_pursuit_codes_with_least_squares_and_reads_bare_on_request():
     D = torch.as_tensor(model.components_, dtype=torch.float64)
     X = torch.as_tensor(p.X, dtype=torch.float64)
     assert torch.allclose(bare.values.double(), (X.unsqueeze(1) * D[bare.indices]).sum(-1), atol=1e-4)
-    err = lambda c: float(torch.linalg.vector_norm(X - c.reconstruct(model.components_).double(), dim=1).mean())
+
+    def err(c):
+        return float(torch.linalg.vector_norm(X - c.reconstruct(model.components_).double(), dim=1).mean())
+
     assert err(own) < err(bare)
     # OMP on the same atoms reconstructs at least as well as the thresholding pursuit
-    assert model.score(p.X) <= metrics.explained_signal(p.X, model.inverse_transform(model.transform(p.X, coder="omp"))) + 1e-6
+    assert (
+        model.score(p.X)
+        <= metrics.explained_signal(p.X, model.inverse_transform(model.transform(p.X, coder="omp"))) + 1e-6
+    )
 
 
 def test_float64_and_torch_input():
@@ -94,7 +102,7 @@ def test_partial_fit_streams():
     p = make_sparse_problem(4000, 20, 50, 3, snr_db=30, random_state=1)
     model = small(batch_size=1000)
     for s in range(0, 4000, 1000):
-        model.partial_fit(p.X[s:s + 1000])
+        model.partial_fit(p.X[s : s + 1000])
     for _ in range(5):
         model.partial_fit(p.X)
     assert model.n_steps_ == 4 + 5 * 4
@@ -137,7 +145,9 @@ def test_matryoshka_prefix_is_a_dictionary_of_its_own():
     np.put_along_axis(C, coarse, 3 * rng.standard_normal((n, 2)), axis=1)
     np.put_along_axis(C, fine, rng.standard_normal((n, 2)), axis=1)
     X = (C @ D + 0.01 * rng.standard_normal((n, 24))).astype(np.float32)
-    model = DBKSVD(64, 4, preprocessing="none", groups=[(16, 2), (48, 2)], max_iter=15, random_state=0, device="cpu").fit(X)
+    model = DBKSVD(
+        64, 4, preprocessing="none", groups=[(16, 2), (48, 2)], max_iter=15, random_state=0, device="cpu"
+    ).fit(X)
     flat = DBKSVD(64, 4, preprocessing="none", max_iter=15, random_state=0, device="cpu").fit(X)
     codes = model.transform(X)
     assert codes.indices.shape == (n, 4)
@@ -161,16 +171,19 @@ def test_groups_validation():
     assert dbksvd.validation.check_groups([4, 12], 16, 8) == [(4, 2), (12, 6)]
 
 
-@pytest.mark.parametrize("kw, words", [
-    (dict(n_atoms=0), "n_atoms must be >= 1"),
-    (dict(n_nonzero=6), "exceeds the number of features"),
-    (dict(coder="lars"), "coder must be one of"),
-    (dict(update="full"), "update must be one of"),
-    (dict(max_iter=0), "max_iter"),
-    (dict(batch_size=2.5), "batch_size must be an integer"),
-    (dict(tol=-1.0), "tol must be"),
-    (dict(device="tpu"), "device"),
-])
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        (dict(n_atoms=0), "n_atoms must be >= 1"),
+        (dict(n_nonzero=6), "exceeds the number of features"),
+        (dict(coder="lars"), "coder must be one of"),
+        (dict(update="full"), "update must be one of"),
+        (dict(max_iter=0), "max_iter"),
+        (dict(batch_size=2.5), "batch_size must be an integer"),
+        (dict(tol=-1.0), "tol must be"),
+        (dict(device="tpu"), "device"),
+    ],
+)
 def test_bad_parameters(kw, words):
     params = dict(n_atoms=8, n_nonzero=2)
     params.update(kw)
@@ -214,14 +227,17 @@ def _saved(tmp_path):
     return model.save(tmp_path / "m")
 
 
-@pytest.mark.parametrize("damage, words", [
-    (lambda d: (d / "config.json").unlink(), "config.json is missing"),
-    (lambda d: (d / "config.json").write_text("{not json"), "corrupt JSON"),
-    (lambda d: _edit(d, format_version=99), "newer dbksvd"),
-    (lambda d: _edit(d, n_atoms=9), "shape"),
-    (lambda d: _edit(d, dtype="float16"), "dtype"),
-    (lambda d: (d / "dictionary.safetensors").write_bytes(b"\x00" * 5), "dictionary.safetensors"),
-])
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        (lambda d: (d / "config.json").unlink(), "config.json is missing"),
+        (lambda d: (d / "config.json").write_text("{not json"), "corrupt JSON"),
+        (lambda d: _edit(d, format_version=99), "newer dbksvd"),
+        (lambda d: _edit(d, n_atoms=9), "shape"),
+        (lambda d: _edit(d, dtype="float16"), "dtype"),
+        (lambda d: (d / "dictionary.safetensors").write_bytes(b"\x00" * 5), "dictionary.safetensors"),
+    ],
+)
 def test_load_names_what_is_wrong(tmp_path, damage, words):
     path = _saved(tmp_path)
     damage(path)

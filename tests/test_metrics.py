@@ -4,9 +4,9 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from dbksvd import InputError, SparseCodes, metrics
-import torch
 
 # x1 = (3, 4), x̂1 = (3, 0): r1 = (0, 4), ‖r1‖ = 4, ‖x1‖ = 5
 # x2 = (0, 2), x̂2 = (0, 1): r2 = (0, 1), ‖r2‖ = 1, ‖x2‖ = 2
@@ -110,7 +110,9 @@ def test_auroc_standard_error_by_hand():
     assert metrics.auroc_standard_error(0.5, 10, 10) == pytest.approx(np.sqrt(0.0175))
     # A = 0.8, 50 + 50: Q1 = 2/3, Q2 = 1.28 / 1.8; var = (0.16 + 49 (Q1 - 0.64) + 49 (Q2 - 0.64)) / 2500
     q1, q2 = 0.8 / 1.2, 1.28 / 1.8
-    assert metrics.auroc_standard_error(0.8, 50, 50) == pytest.approx(np.sqrt((0.16 + 49 * (q1 - 0.64) + 49 * (q2 - 0.64)) / 2500))
+    assert metrics.auroc_standard_error(0.8, 50, 50) == pytest.approx(
+        np.sqrt((0.16 + 49 * (q1 - 0.64) + 49 * (q2 - 0.64)) / 2500)
+    )
     got = metrics.auroc_standard_error([0.7, 0.7, 0.7], [5, 50, 0], [100, 1000, 10])
     assert got[0] > got[1] > 0 and np.isnan(got[2])  # more items, smaller error; none: undefined
 
@@ -123,10 +125,14 @@ def test_faithfulness_undefined_without_both_classes():
 
 
 def test_specificity_reciprocal_rank_by_hand():
-    M = np.array([[0.9, 0.2, 0.1],    # own column 0 ranks first -> 1
-                  [0.8, 0.5, 0.6],    # own column 1: two higher -> rank 3 -> 1/3
-                  [0.4, 0.4, 0.4],    # own column 2 tied with two others -> rank 1 + 2/2 = 2
-                  [0.1, 0.2, 0.3]])   # no held-out items -> NaN
+    M = np.array(
+        [
+            [0.9, 0.2, 0.1],  # own column 0 ranks first -> 1
+            [0.8, 0.5, 0.6],  # own column 1: two higher -> rank 3 -> 1/3
+            [0.4, 0.4, 0.4],  # own column 2 tied with two others -> rank 1 + 2/2 = 2
+            [0.1, 0.2, 0.3],
+        ]
+    )  # no held-out items -> NaN
     got = metrics.specificity(M, [0, 1, 2, -1])
     assert got[:3] == pytest.approx([1.0, 1 / 3, 0.5])
     assert np.isnan(got[3])
@@ -141,9 +147,11 @@ def test_diversity_counts_distinct_normalised_descriptions():
 
 
 def test_recall_at_k_by_hand():
-    S = [[0.9, 0.1, 0.3],   # target 0 first -> hit @1
-         [0.9, 0.1, 0.3],   # target 2 second -> miss @1, hit @2
-         [0.5, 0.5, 0.1]]   # target 1 tied with entry 0 -> counted as second
+    S = [
+        [0.9, 0.1, 0.3],  # target 0 first -> hit @1
+        [0.9, 0.1, 0.3],  # target 2 second -> miss @1, hit @2
+        [0.5, 0.5, 0.1],
+    ]  # target 1 tied with entry 0 -> counted as second
     got = metrics.recall_at_k(S, [0, 2, 1], ks=(1, 2))
     assert got == {"recall@1": pytest.approx(1 / 3), "recall@2": pytest.approx(1.0)}
     with pytest.raises(InputError, match="gallery indices"):

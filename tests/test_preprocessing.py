@@ -15,8 +15,9 @@ def cone(rng, n=600, d=24, offset=3.0):
     return X * rng.uniform(0.5, 3.0, size=(n, 1))
 
 
-@pytest.mark.parametrize("spec", ["none", "normalize", "center", "scale", "normalize+center", "center+scale",
-                                  "normalize+center+scale"])
+@pytest.mark.parametrize(
+    "spec", ["none", "normalize", "center", "scale", "normalize+center", "center+scale", "normalize+center+scale"]
+)
 def test_apply_then_invert_is_the_identity(rng, spec):
     X = cone(rng)
     pre = Preprocessor.fit(parse_steps(spec), [X[:250], X[250:]], X)
@@ -71,8 +72,9 @@ def test_centring_makes_the_fit_translation_invariant(rng):
     a = DBKSVD(24, 3, preprocessing="center", max_iter=5, random_state=0, device="cpu").fit(X)
     b = DBKSVD(24, 3, preprocessing="center", max_iter=5, random_state=0, device="cpu").fit(X + shift)
     np.testing.assert_allclose(a.components_, b.components_, atol=1e-3)
-    np.testing.assert_allclose(b.inverse_transform(b.transform(X + shift)) - shift,
-                               a.inverse_transform(a.transform(X)), atol=1e-3)
+    np.testing.assert_allclose(
+        b.inverse_transform(b.transform(X + shift)) - shift, a.inverse_transform(a.transform(X)), atol=1e-3
+    )
     # without centring the shared offset dominates the first atom
     c = DBKSVD(24, 3, preprocessing="none", max_iter=5, random_state=0, device="cpu").fit(X + shift)
     top = np.abs(c.components_ @ (shift / np.linalg.norm(shift))).max()

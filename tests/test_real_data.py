@@ -30,8 +30,14 @@ def test_fashion_mnist_store_is_labelled_and_class_structured(fashion_store):
 
 
 def test_fashion_mnist_embedding_is_deterministic(fashion_store, effnet, tmp_path):
-    again = embed_dataset(FashionMNIST(split="test", limit=300), tmp_path / "s", effnet, captions=False,
-                          shard_rows=128, show_progress=False)
+    again = embed_dataset(
+        FashionMNIST(split="test", limit=300),
+        tmp_path / "s",
+        effnet,
+        captions=False,
+        shard_rows=128,
+        show_progress=False,
+    )
     np.testing.assert_array_equal(again.space().to_numpy(), fashion_store.space().to_numpy())
 
 

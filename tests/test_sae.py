@@ -16,8 +16,8 @@ from dbksvd.baselines.sae import (
     threshold_activation,
     topk_activation,
 )
-from dbksvd.models import load_model
 from dbksvd.coding import sparse_encode
+from dbksvd.models import load_model
 
 
 def test_activations():
@@ -104,8 +104,9 @@ def test_training_is_deterministic_and_round_trips(split, tmp_path):
     again = load_model(tmp_path / "m")
     assert isinstance(again, SAE) and again.architecture == "batchtopk"
     assert again.get_params() == a.get_params()
-    np.testing.assert_allclose(again.inverse_transform(again.transform(test)), a.inverse_transform(a.transform(test)),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        again.inverse_transform(again.transform(test)), a.inverse_transform(a.transform(test)), rtol=1e-5, atol=1e-5
+    )
     assert float(again.module_.theta) == float(a.module_.theta) > 0
 
 

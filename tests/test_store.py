@@ -13,15 +13,25 @@ from dbksvd.encoders import get_encoder
 def write_store(path, n=350, shard_rows=100, d=(6, 4), dtype="float32", complete=True):
     """A store whose image rows hold their own row index in column 0 (exact in float32)."""
     rng = np.random.default_rng(0)
-    w = StoreWriter(path, dataset={"name": "toy"}, dtype=dtype, shard_rows=shard_rows,
-                    spaces={"image": {"encoder": {"name": "enc-a"}, "dim": d[0]},
-                            "text": {"encoder": {"name": "enc-b"}, "dim": d[1]}})
+    w = StoreWriter(
+        path,
+        dataset={"name": "toy"},
+        dtype=dtype,
+        shard_rows=shard_rows,
+        spaces={
+            "image": {"encoder": {"name": "enc-a"}, "dim": d[0]},
+            "text": {"encoder": {"name": "enc-b"}, "dim": d[1]},
+        },
+    )
     full = {"image": rng.standard_normal((n, d[0])), "text": rng.standard_normal((n, d[1]))}
     full["image"][:, 0] = np.arange(n)
     meta = [{"id": f"item-{i}", "caption": f"caption {i} ✓", "label": i % 3, "source": f"s:{i}"} for i in range(n)]
     for s in range(0, n, shard_rows):
-        w.add_shard({k: v[s:s + shard_rows] for k, v in full.items()}, meta[s:s + shard_rows],
-                    next_item=min(n, s + shard_rows))
+        w.add_shard(
+            {k: v[s : s + shard_rows] for k, v in full.items()},
+            meta[s : s + shard_rows],
+            next_item=min(n, s + shard_rows),
+        )
     if complete:
         w.finish()
     return full, meta
@@ -58,14 +68,17 @@ def test_float16_store(tmp_path):
     np.testing.assert_allclose(X, full["text"], atol=2e-3)
 
 
-@pytest.mark.parametrize("damage, words", [
-    ("truncate", "truncated"),
-    ("short", "mismatched shard size"),
-    ("delete", "missing shard"),
-    ("version", "newer dbksvd"),
-    ("incomplete", "incomplete"),
-    ("manifest", "corrupt JSON"),
-])
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        ("truncate", "truncated"),
+        ("short", "mismatched shard size"),
+        ("delete", "missing shard"),
+        ("version", "newer dbksvd"),
+        ("incomplete", "incomplete"),
+        ("manifest", "corrupt JSON"),
+    ],
+)
 def test_damaged_stores_are_refused(tmp_path, damage, words):
     write_store(tmp_path / "s", complete=damage != "incomplete")
     shard = tmp_path / "s" / "image" / "shard-00001.npy"
@@ -89,8 +102,12 @@ def test_damaged_stores_are_refused(tmp_path, damage, words):
 def test_writer_refuses_other_settings_and_foreign_folders(tmp_path):
     write_store(tmp_path / "s", complete=False)
     with pytest.raises(ParameterError, match="different spaces"):
-        StoreWriter(tmp_path / "s", dataset={"name": "toy"}, shard_rows=100,
-                    spaces={"image": {"encoder": {"name": "other"}, "dim": 6}})
+        StoreWriter(
+            tmp_path / "s",
+            dataset={"name": "toy"},
+            shard_rows=100,
+            spaces={"image": {"encoder": {"name": "other"}, "dim": 6}},
+        )
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(DataFileError, match="not an embedding store"):
@@ -105,8 +122,9 @@ def minilm():
 
 def test_embedding_resumes_after_an_interruption_without_loss_or_duplicates(tmp_path, monkeypatch, effnet, minilm):
     data = EmojiDataset(limit=130)
-    ref = embed_dataset(data, tmp_path / "ref", effnet, text_encoder=minilm, shard_rows=50, batch_size=16,
-                        show_progress=False)
+    ref = embed_dataset(
+        data, tmp_path / "ref", effnet, text_encoder=minilm, shard_rows=50, batch_size=16, show_progress=False
+    )
     assert ref.count == 130 and ref.spaces == ["image", "text"]
     assert [s["rows"] for s in ref.manifest["shards"]] == [50, 50, 30]
 
@@ -120,13 +138,15 @@ def test_embedding_resumes_after_an_interruption_without_loss_or_duplicates(tmp_
 
     monkeypatch.setattr(EmojiDataset, "load", flaky)
     with pytest.raises(KeyboardInterrupt):
-        embed_dataset(data, tmp_path / "s", effnet, text_encoder=minilm, shard_rows=50, batch_size=16,
-                      show_progress=False)
+        embed_dataset(
+            data, tmp_path / "s", effnet, text_encoder=minilm, shard_rows=50, batch_size=16, show_progress=False
+        )
     with pytest.raises(DataFileError, match="incomplete"):
         EmbeddingStore(tmp_path / "s")
     monkeypatch.setattr(EmojiDataset, "load", real_load)
-    again = embed_dataset(data, tmp_path / "s", effnet, text_encoder=minilm, shard_rows=50, batch_size=16,
-                          show_progress=False)
+    again = embed_dataset(
+        data, tmp_path / "s", effnet, text_encoder=minilm, shard_rows=50, batch_size=16, show_progress=False
+    )
     assert again.metadata() == ref.metadata()
     for space in ("image", "text"):
         np.testing.assert_array_equal(again.space(space).to_numpy(), ref.space(space).to_numpy())

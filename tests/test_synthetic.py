@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from dbksvd import ParameterError
-from dbksvd.data import make_sparse_problem
-from dbksvd.data import synthetic
+from dbksvd.data import make_sparse_problem, synthetic
 
 # (n, d, K, k): K <= 4096 uses the uniform-key sampler; K > 4096 with small k uses Floyd's;
 # K > 4096 with k * k > 8K falls back to the keys.
@@ -55,7 +54,12 @@ def test_snr_is_honoured(snr, K, small_chunks):
 def test_deterministic_per_seed(n, d, K, k):
     a, b = (make_sparse_problem(n, d, K, k, snr_db=30, random_state=7) for _ in range(2))
     c = make_sparse_problem(n, d, K, k, snr_db=30, random_state=8)
-    for x, y in ((a.X, b.X), (a.dictionary, b.dictionary), (a.codes.indices, b.codes.indices), (a.codes.values, b.codes.values)):
+    for x, y in (
+        (a.X, b.X),
+        (a.dictionary, b.dictionary),
+        (a.codes.indices, b.codes.indices),
+        (a.codes.values, b.codes.values),
+    ):
         assert np.array_equal(np.asarray(x), np.asarray(y))
     assert not np.array_equal(a.X, c.X)
     assert not np.array_equal(a.codes.indices.numpy(), c.codes.indices.numpy())
@@ -78,9 +82,11 @@ def test_floyd_supports_are_uniform():
     """Each atom equally likely overall and in the first and last slots (chi-square per dof ~ 1)."""
     n, K, k = 40_000, 4200, 32  # without the final shuffle, atom K-1 would fill ~0.7% of last slots
     idx = synthetic._supports(np.random.default_rng(4), n, K, k)
-    for counts, expected in ((np.bincount(idx.ravel(), minlength=K), n * k / K),
-                             (np.bincount(idx[:, 0], minlength=K), n / K),
-                             (np.bincount(idx[:, -1], minlength=K), n / K)):
+    for counts, expected in (
+        (np.bincount(idx.ravel(), minlength=K), n * k / K),
+        (np.bincount(idx[:, 0], minlength=K), n / K),
+        (np.bincount(idx[:, -1], minlength=K), n / K),
+    ):
         assert ((counts - expected) ** 2 / expected).sum() / (K - 1) == pytest.approx(1.0, abs=0.1)
 
 

@@ -2,10 +2,10 @@
 
 import numpy as np
 import torch
+from conftest import unit_rows
 
 from dbksvd import sparse_encode
-from dbksvd.update import atom_usage, near_duplicates, replace_atoms, split_atoms, update_atoms, residual
-from conftest import unit_rows
+from dbksvd.update import atom_usage, near_duplicates, replace_atoms, residual, split_atoms, update_atoms
 
 
 def _problem(rng, n=400, d=16, K=32, k=4):
@@ -18,8 +18,9 @@ def test_svd_update_gives_each_atoms_top_singular_pair(rng):
     X, D, codes = _problem(rng)
     R = residual(X, D, codes).numpy()
     dense = codes.to_dense().numpy()
-    new_D, new_codes, new_R = update_atoms(X, D, codes, [torch.arange(32)], method="svd",
-                                           max_power_iter=500, power_tol=1e-13)
+    new_D, new_codes, new_R = update_atoms(
+        X, D, codes, [torch.arange(32)], method="svd", max_power_iter=500, power_tol=1e-13
+    )
     new_dense = new_codes.to_dense().numpy()
     for j in range(32):
         w = np.flatnonzero(dense[:, j])

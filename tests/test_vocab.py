@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dbksvd.data import VOCABULARY_NAMES, Vocabulary, load_vocabulary
-from dbksvd.data import vocab
+from dbksvd.data import VOCABULARY_NAMES, Vocabulary, load_vocabulary, vocab
 from dbksvd.data.vocab import imagenet_names, wordnet_nouns
 from dbksvd.errors import DataFileError, InputError, MissingDependencyError, ParameterError
 

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from dbksvd import metrics  # noqa: E402
-from dbksvd.cli import main  # noqa: E402
-from dbksvd.errors import NotFoundError  # noqa: E402
-from dbksvd.data import EmojiDataset, Item  # noqa: E402
-from dbksvd.models import load_model  # noqa: E402
-from dbksvd.web.app import create_app  # noqa: E402
-from dbksvd.web.export import export_site  # noqa: E402
-from dbksvd.web.run import MAX_IMAGE_PIXELS, MAX_UPLOAD_BYTES, Run  # noqa: E402
+from dbksvd import metrics
+from dbksvd.cli import main
+from dbksvd.data import EmojiDataset, Item
+from dbksvd.errors import NotFoundError
+from dbksvd.models import load_model
+from dbksvd.web.app import create_app
+from dbksvd.web.export import export_site
+from dbksvd.web.run import MAX_IMAGE_PIXELS, MAX_UPLOAD_BYTES, Run
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,13 @@ def test_overview_lists_models_scores_and_what_is_missing(client):
     assert any("descriptions of model-text" in line for line in ov["missing"])
     assert ov["features"] == {"thumbnails": True, "upload": True, "embedding_search": True, "decompose": True}
     schema = client.get("/api/openapi.json").json()
-    assert {"/api/overview", "/api/models/{model}/atoms", "/api/search", "/api/decompose",
-            "/api/decompose/image"} <= set(schema["paths"])
+    assert {
+        "/api/overview",
+        "/api/models/{model}/atoms",
+        "/api/search",
+        "/api/decompose",
+        "/api/decompose/image",
+    } <= set(schema["paths"])
 
 
 def test_gallery_sorts_filters_and_pages(client, emoji_run):
@@ -58,22 +63,33 @@ def test_gallery_sorts_filters_and_pages(client, emoji_run):
     assert full["total"] == 64 and len(full["atoms"]) == 64
     f = [a["faithfulness"] for a in full["atoms"]]
     scored = [v for v in f if v is not None]
-    assert scored == sorted(scored, reverse=True) and f[:len(scored)] == scored  # unscored atoms last
-    pages = [client.get("/api/models/model-image/atoms",
-                        params={"sort": "faithfulness", "offset": o, "limit": 10}).json()["atoms"] for o in range(0, 70, 10)]
+    assert scored == sorted(scored, reverse=True) and f[: len(scored)] == scored  # unscored atoms last
+    pages = [
+        client.get("/api/models/model-image/atoms", params={"sort": "faithfulness", "offset": o, "limit": 10}).json()[
+            "atoms"
+        ]
+        for o in range(0, 70, 10)
+    ]
     assert [a["atom"] for p in pages for a in p] == [a["atom"] for a in full["atoms"]]
     asc = client.get("/api/models/model-image/atoms", params={"sort": "usage", "order": "asc", "limit": 200}).json()
     u = [a["usage"] for a in asc["atoms"]]
     assert u == sorted(u)
     # a text filter keeps exactly the atoms whose descriptions hold the word
     records = [json.loads(line) for line in (emoji_run / "atoms-image" / "atoms.jsonl").read_text().splitlines()]
-    word = max({w for r in records if r["description"] for w in r["description"].lower().split()},
-               key=lambda w: (sum(w in (r["description"] or "").lower() for r in records), w))
+    word = max(
+        {w for r in records if r["description"] for w in r["description"].lower().split()},
+        key=lambda w: (sum(w in (r["description"] or "").lower() for r in records), w),
+    )
     hits = client.get("/api/models/model-image/atoms", params={"q": word, "limit": 200}).json()
 
     def text(r):
-        return " | ".join(filter(None, [r["description"], (r["other_side"] or {}).get("description")]
-                                 + [a["description"] for a in r["alternatives"]])).lower()
+        return " | ".join(
+            filter(
+                None,
+                [r["description"], (r["other_side"] or {}).get("description")]
+                + [a["description"] for a in r["alternatives"]],
+            )
+        ).lower()
 
     expected = {r["atom"] for r in records if word in text(r)}
     assert hits["total"] == len(expected) >= 2 and {a["atom"] for a in hits["atoms"]} == expected
@@ -123,10 +139,12 @@ def test_decompose_matches_the_models_own_codes(client, emoji_run, emoji_store):
         codes = model.transform(x)
         batch = model.transform(emoji_store.space(m["model"].split("-")[1]))  # the codes behind the atom pages
         assert sorted(batch.indices[row].tolist()) == sorted(codes.indices[0].tolist())
-        np.testing.assert_allclose(np.sort(batch.values[row].numpy()), np.sort(codes.values[0].numpy()),
-                                   rtol=1e-3, atol=1e-4)
-        assert m["explained_signal"] == pytest.approx(metrics.explained_signal(x, model.inverse_transform(codes)),
-                                                      abs=1e-6)
+        np.testing.assert_allclose(
+            np.sort(batch.values[row].numpy()), np.sort(codes.values[0].numpy()), rtol=1e-3, atol=1e-4
+        )
+        assert m["explained_signal"] == pytest.approx(
+            metrics.explained_signal(x, model.inverse_transform(codes)), abs=1e-6
+        )
         nonzero = {int(a): float(v) for a, v in zip(codes.indices[0].tolist(), codes.values[0].tolist()) if v != 0}
         assert {a["atom"]: a["coef"] for a in m["atoms"]} == pytest.approx(nonzero)
         assert 1 <= m["l0"] <= 4
@@ -148,7 +166,7 @@ def test_upload_decomposes_a_real_image_and_refuses_bombs(client, emoji_store):
             assert mine[m["model"]]["atoms"][0]["atom"] == m["atoms"][0]["atom"]
     from PIL import Image
 
-    side = int(MAX_IMAGE_PIXELS ** 0.5) + 1
+    side = int(MAX_IMAGE_PIXELS**0.5) + 1
     bomb = _png(Image.new("1", (side, side)))  # a few KB of PNG, many pixels
     assert len(bomb) < MAX_UPLOAD_BYTES
     r = client.post("/api/decompose/image", content=bomb)
@@ -170,16 +188,33 @@ def test_thumbnails_and_files_stay_inside_the_run(client, emoji_run, tmp_path):
     outside.write_text("secret")
     (emoji_run / "link.txt").symlink_to(outside)
     try:
-        for path in ["/files/../../../etc/passwd", "/files/%2e%2e/%2e%2e/etc/passwd", "/files/..%2f..%2fetc%2fpasswd",
-                     "/files//etc/passwd", "/files/link.txt", "/files/store/../../secret.txt", "/files/nothing.json",
-                     "/static/../../pyproject.toml", "/static/%2e%2e/app.py"]:
+        for path in [
+            "/files/../../../etc/passwd",
+            "/files/%2e%2e/%2e%2e/etc/passwd",
+            "/files/..%2f..%2fetc%2fpasswd",
+            "/files//etc/passwd",
+            "/files/link.txt",
+            "/files/store/../../secret.txt",
+            "/files/nothing.json",
+            "/static/../../pyproject.toml",
+            "/static/%2e%2e/app.py",
+        ]:
             r = client.get(path)
             assert r.status_code == 404, path
             assert "secret" not in r.text and "root:" not in r.text
         # the HTTP client normalises literal ".." away: ask the run itself as well
         run = Run(emoji_run)
-        for rel in ["../../../etc/passwd", "store/../../secret.txt", "/etc/passwd", "link.txt", "x" * 300,
-                    "a/" * 400, ".hidden", "store/.manifest.json.tmp-1", ""]:
+        for rel in [
+            "../../../etc/passwd",
+            "store/../../secret.txt",
+            "/etc/passwd",
+            "link.txt",
+            "x" * 300,
+            "a/" * 400,
+            ".hidden",
+            "store/.manifest.json.tmp-1",
+            "",
+        ]:
             with pytest.raises(NotFoundError):
                 run.file(rel)
         assert run.file("store/manifest.json").name == "manifest.json"
@@ -188,19 +223,39 @@ def test_thumbnails_and_files_stay_inside_the_run(client, emoji_run, tmp_path):
         (emoji_run / "link.txt").unlink()
 
 
-@pytest.mark.parametrize("url", [
-    "/api/models/model-image/atoms?limit=0", "/api/models/model-image/atoms?limit=201",
-    "/api/models/model-image/atoms?limit=abc", "/api/models/model-image/atoms?offset=-1",
-    "/api/models/model-image/atoms?sort=bogus", "/api/models/model-image/atoms?order=up",
-    "/api/models/model-image/atoms?min_faithfulness=nan", "/api/models/model-image/atoms?min_usage=2",
-    "/api/models/model-image/atoms?q=" + "x" * 201, "/api/models/model-image/atoms?described=maybe",
-    "/api/models/nothing/atoms", "/api/models/model-image/atoms/64", "/api/models/model-image/atoms/-1",
-    "/api/models/model-image/atoms/1.5", "/api/models/..%2F..%2Fetc/atoms",
-    "/api/items/100000", "/api/items/x", "/api/items?limit=1000", "/api/items/99999/thumbnail.png",
-    "/api/search", "/api/search?q=", "/api/search?q=" + "y" * 201, "/api/search?q=cat&limit=51",
-    "/api/decompose", "/api/decompose?row=-5", "/api/decompose?row=1e3", "/api/decompose?row=99999",
-    "/api/nothing/here",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/models/model-image/atoms?limit=0",
+        "/api/models/model-image/atoms?limit=201",
+        "/api/models/model-image/atoms?limit=abc",
+        "/api/models/model-image/atoms?offset=-1",
+        "/api/models/model-image/atoms?sort=bogus",
+        "/api/models/model-image/atoms?order=up",
+        "/api/models/model-image/atoms?min_faithfulness=nan",
+        "/api/models/model-image/atoms?min_usage=2",
+        "/api/models/model-image/atoms?q=" + "x" * 201,
+        "/api/models/model-image/atoms?described=maybe",
+        "/api/models/nothing/atoms",
+        "/api/models/model-image/atoms/64",
+        "/api/models/model-image/atoms/-1",
+        "/api/models/model-image/atoms/1.5",
+        "/api/models/..%2F..%2Fetc/atoms",
+        "/api/items/100000",
+        "/api/items/x",
+        "/api/items?limit=1000",
+        "/api/items/99999/thumbnail.png",
+        "/api/search",
+        "/api/search?q=",
+        "/api/search?q=" + "y" * 201,
+        "/api/search?q=cat&limit=51",
+        "/api/decompose",
+        "/api/decompose?row=-5",
+        "/api/decompose?row=1e3",
+        "/api/decompose?row=99999",
+        "/api/nothing/here",
+    ],
+)
 def test_malformed_requests_get_a_4xx_json_error(client, url):
     r = client.get(url)
     assert 400 <= r.status_code < 500, (url, r.status_code, r.text)
@@ -272,7 +327,7 @@ def test_export_site_writes_every_page_and_never_a_partial_folder(emoji_run, tmp
     assert counts == {"models": 3, "atoms": 192, "items": Run(emoji_run).store.count}
     assert (out / "index.html").is_file() and (out / "static" / "app.js").is_file()
     text = (out / "data" / "atoms-model-image-0.js").read_text()
-    assert text.startswith("(window.DBKSVD_DATA=window.DBKSVD_DATA||{})[\"atoms/model-image/0\"]=")
+    assert text.startswith('(window.DBKSVD_DATA=window.DBKSVD_DATA||{})["atoms/model-image/0"]=')
     assert len(list((out / "thumbs").glob("*.png"))) == counts["items"]
     # an interrupted export leaves the old site untouched and no temporary folder
     import dbksvd.web.run as web_run

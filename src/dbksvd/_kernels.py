@@ -73,7 +73,9 @@ def _prefetch(typingctx, arr, i):
         i8p = ir.IntType(8).as_pointer()
         ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), i8p)
         i32 = ir.IntType(32)
-        fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+        fn = builder.module.declare_intrinsic(
+            "llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        )
         # read, keep in all cache levels, data cache
         builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
         return context.get_dummy_value()
@@ -94,8 +96,8 @@ def _copy_max(dst, src, bmax, block):
     K = dst.shape[0]
     for b in range(bmax.shape[0]):
         lo = b * block
-        db = dst[lo:min(K, lo + block)]
-        sb = src[lo:min(K, lo + block)]
+        db = dst[lo : min(K, lo + block)]
+        sb = src[lo : min(K, lo + block)]
         m = dst.dtype.type(0)
         for q in range(db.shape[0]):
             v = sb[q]
@@ -293,8 +295,8 @@ def _mp_row(pi, G, r2, k, tol2, max_steps, p, bmax, idx, val):
         gj = G[j]
         for b in range(bmax.shape[0]):
             lo = b * B
-            pb = p[lo:min(K, lo + B)]
-            gb = gj[lo:min(K, lo + B)]
+            pb = p[lo : min(K, lo + B)]
+            gb = gj[lo : min(K, lo + B)]
             m = p.dtype.type(0)
             for q in range(pb.shape[0]):
                 v = pb[q] - a * gb[q]

@@ -36,7 +36,7 @@ class PeakRSS:
         while not self._stop.wait(self.interval):
             self._sample()
 
-    def __enter__(self) -> "PeakRSS":
+    def __enter__(self) -> PeakRSS:
         self.start = rss_bytes() or 0
         self.peak = self.start
         self._t0 = time.perf_counter()

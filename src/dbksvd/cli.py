@@ -11,23 +11,31 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dbksvd", description="Sparse dictionaries for embeddings with Double-Batch K-SVD.")
+    p = argparse.ArgumentParser(
+        prog="dbksvd", description="Sparse dictionaries for embeddings with Double-Batch K-SVD."
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     emb = sub.add_parser("embed", help="embed a dataset into an on-disk store (resumable)")
     emb.add_argument("--dataset", required=True, help="emoji, fashion-mnist, folder:PATH or texts:PATH[#column]")
-    emb.add_argument("--encoder", default=None,
-                     help="effnet-lite0 (default for images), minilm (default for texts), clip:NAME_OR_PATH, vit:NAME_OR_PATH")
-    emb.add_argument("--text-encoder", default=None,
-                     help="encoder for an image dataset's captions (default: the encoder's own text tower, else minilm); 'none' to skip")
+    emb.add_argument(
+        "--encoder",
+        default=None,
+        help="effnet-lite0 (default for images), minilm (default for texts), clip:NAME_OR_PATH, vit:NAME_OR_PATH",
+    )
+    emb.add_argument(
+        "--text-encoder",
+        default=None,
+        help="encoder for an image dataset's captions (default: the encoder's own text tower, else minilm); 'none' to skip",
+    )
     emb.add_argument("--layer", type=int, default=None, help="clip/vit: embed the class token of this hidden layer")
     emb.add_argument("--out", required=True, help="store folder (a rerun resumes or reuses it)")
     emb.add_argument("--dtype", choices=("float16", "float32"), default="float16")
@@ -40,19 +48,28 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("input", help="embeddings (n, d): a store folder, .npy (memory-mapped), .npz or .safetensors")
     f.add_argument("--key", help="array name inside a .npz/.safetensors file")
     f.add_argument("--space", help="store space to fit (default: image when present)")
-    f.add_argument("--preprocessing", default="normalize+center+scale",
-                   help="none, or steps normalize, center, scale joined by '+' (default normalize+center+scale)")
+    f.add_argument(
+        "--preprocessing",
+        default="normalize+center+scale",
+        help="none, or steps normalize, center, scale joined by '+' (default normalize+center+scale)",
+    )
     f.add_argument("--atoms", type=int, required=True, help="number of atoms K")
     f.add_argument("--nnz", type=int, required=True, help="non-zeros per row k")
     f.add_argument("--out", required=True, help="model folder to write")
     f.add_argument("--iters", type=int, default=20, help="passes over the data (default 20)")
     f.add_argument("--batch-size", type=int, default=65536, help="rows per sample batch (default 65536)")
     f.add_argument("--atom-batch-size", type=int, default=None, help="atoms updated together (default K/8)")
-    f.add_argument("--coder", choices=("omp", "mp", "threshold"), default="omp",
-                   help="pursuit: omp (best reconstructions), mp, or threshold (thresholding pursuit: activations easier to describe)")
+    f.add_argument(
+        "--coder",
+        choices=("omp", "mp", "threshold"),
+        default="omp",
+        help="pursuit: omp (best reconstructions), mp, or threshold (thresholding pursuit: activations easier to describe)",
+    )
     f.add_argument("--update", choices=("power", "svd"), default="power")
     f.add_argument("--groups", help="Matryoshka group sizes, e.g. 256,768 (must add up to --atoms)")
-    f.add_argument("--tol", type=float, default=None, help="stop when a pass improves the loss by less than this fraction")
+    f.add_argument(
+        "--tol", type=float, default=None, help="stop when a pass improves the loss by less than this fraction"
+    )
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when present)")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -81,16 +98,22 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--labels", help=".npy of (n,) labels for probe retention (a store's labels are used by default)")
     c.add_argument("--atoms", type=int, required=True, help="dictionary size K (every method)")
     c.add_argument("--nnz", required=True, help="comma-separated k values, e.g. 8,16,32")
-    c.add_argument("--methods", default=None,
-                   help="comma-separated: dbksvd, dbksvd-threshold, topk, batchtopk, relu, featurechoice, mutualchoice, "
-                        "sklearn, random (default: all but sklearn)")
+    c.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated: dbksvd, dbksvd-threshold, topk, batchtopk, relu, featurechoice, mutualchoice, "
+        "sklearn, random (default: all but sklearn)",
+    )
     c.add_argument("--out", required=True, help="report folder")
     c.add_argument("--iters", type=int, default=30, help="DB-KSVD passes (default 30)")
     c.add_argument("--epochs", type=int, default=50, help="SAE epochs at most (default 50, early stopping)")
     c.add_argument("--preprocessing", default="normalize+center+scale")
     c.add_argument("--no-pursuit", action="store_true", help="skip the OMP-on-SAE-decoder rows")
-    c.add_argument("--no-explain", action="store_true",
-                   help="skip the atom descriptions' scores (computed by default for a store with captions)")
+    c.add_argument(
+        "--no-explain",
+        action="store_true",
+        help="skip the atom descriptions' scores (computed by default for a store with captions)",
+    )
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--device", default=None)
     c.add_argument("--quiet", action="store_true")
@@ -100,22 +123,38 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("store", help="embedding store folder (item ids and captions come from it)")
     x.add_argument("--out", required=True, help="folder for atoms.jsonl, summary.json, summary.md")
     x.add_argument("--space", help="store space of the model's rows (default: the space it was fitted on)")
-    x.add_argument("--vocab", default=None,
-                   help="comma-separated vocabularies: captions, imagenet, wordnet, or a text file with one entry per "
-                        "line (default: captions when the store has them, imagenet, wordnet)")
-    x.add_argument("--bridge", choices=("auto", "ridge", "cca"), default="auto",
-                   help="image->text map when the model's space is not a text space (default auto)")
-    x.add_argument("--text-encoder", default=None, help="for descriptions (default: the store's text encoder, else minilm)")
+    x.add_argument(
+        "--vocab",
+        default=None,
+        help="comma-separated vocabularies: captions, imagenet, wordnet, or a text file with one entry per "
+        "line (default: captions when the store has them, imagenet, wordnet)",
+    )
+    x.add_argument(
+        "--bridge",
+        choices=("auto", "ridge", "cca"),
+        default="auto",
+        help="image->text map when the model's space is not a text space (default auto)",
+    )
+    x.add_argument(
+        "--text-encoder", default=None, help="for descriptions (default: the store's text encoder, else minilm)"
+    )
     x.add_argument("--top", type=int, default=20, help="top items kept per atom and side (default 20)")
     x.add_argument("--min-items", type=int, default=3, help="items an atom needs on a side to be described (default 3)")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--no-baseline", action="store_true", help="skip the random-direction baseline")
-    x.add_argument("--coder", choices=("own", "threshold", "omp", "mp"), default="own",
-                   help="which items an atom fires on: the model's own codes (default), or 'threshold': each "
-                        "item's k largest |projections| (atoms read as detectors)")
-    x.add_argument("--allow-shared", action="store_true",
-                   help="keep each atom's best description even when another atom holds it (default: take a "
-                        "free one within one standard error)")
+    x.add_argument(
+        "--coder",
+        choices=("own", "threshold", "omp", "mp"),
+        default="own",
+        help="which items an atom fires on: the model's own codes (default), or 'threshold': each "
+        "item's k largest |projections| (atoms read as detectors)",
+    )
+    x.add_argument(
+        "--allow-shared",
+        action="store_true",
+        help="keep each atom's best description even when another atom holds it (default: take a "
+        "free one within one standard error)",
+    )
     x.add_argument("--device", default=None)
     x.add_argument("--quiet", action="store_true")
 
@@ -139,14 +178,22 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("run", help="run folder, e.g. runs/emoji (docs/explorer.md)")
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    sv.add_argument("--workers", type=int, default=1,
-                    help="server processes (default 1; each loads the run, more serve more clients on more cores)")
+    sv.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (default 1; each loads the run, more serve more clients on more cores)",
+    )
 
     ex = sub.add_parser("export-site", help="the explorer of a run folder as a static site (works from file://)")
     ex.add_argument("run", help="run folder")
     ex.add_argument("out", help="folder to write (index.html and data/)")
-    ex.add_argument("--max-items", type=int, default=20000,
-                    help="items with pages and thumbnails at most (default 20000; atoms' top items always)")
+    ex.add_argument(
+        "--max-items",
+        type=int,
+        default=20000,
+        help="items with pages and thumbnails at most (default 20000; atoms' top items always)",
+    )
     ex.add_argument("--quiet", action="store_true")
     return p
 
@@ -156,8 +203,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import DbksvdError
 
     try:
-        return {"embed": _embed, "fit": _fit, "encode": _encode, "evaluate": _evaluate, "compare": _compare,
-                "explain": _explain, "demo": _demo, "serve": _serve, "export-site": _export_site}[args.command](args)
+        return {
+            "embed": _embed,
+            "fit": _fit,
+            "encode": _encode,
+            "evaluate": _evaluate,
+            "compare": _compare,
+            "explain": _explain,
+            "demo": _demo,
+            "serve": _serve,
+            "export-site": _export_site,
+        }[args.command](args)
     except DbksvdError as exc:
         print(f"dbksvd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -182,15 +238,25 @@ def _embed(args: argparse.Namespace) -> int:
     if args.text_encoder and args.text_encoder != "none":
         text_encoder = get_encoder(args.text_encoder, device=args.device)
     try:
-        store = embed_dataset(dataset, args.out, encoder, text_encoder=text_encoder, dtype=args.dtype,
-                              shard_rows=args.shard_rows, batch_size=args.batch_size, show_progress=not args.quiet,
-                              captions=args.text_encoder != "none")
+        store = embed_dataset(
+            dataset,
+            args.out,
+            encoder,
+            text_encoder=text_encoder,
+            dtype=args.dtype,
+            shard_rows=args.shard_rows,
+            batch_size=args.batch_size,
+            show_progress=not args.quiet,
+            captions=args.text_encoder != "none",
+        )
     except KeyboardInterrupt:
         from .data.store import is_store, read_manifest
 
         done = read_manifest(Path(args.out))["count"] if is_store(args.out) else 0
-        print(f"dbksvd: interrupted; {done} rows are safely in {args.out}; rerun the same command to resume",
-              file=sys.stderr)
+        print(
+            f"dbksvd: interrupted; {done} rows are safely in {args.out}; rerun the same command to resume",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     m = store.manifest
     spaces = ", ".join(f"{k} {v['dim']}-d ({v['encoder'].get('name')})" for k, v in m["spaces"].items())
@@ -206,9 +272,21 @@ def _fit(args: argparse.Namespace) -> int:
 
     X = _load_input(args.input, args.key, args.space)
     groups = _parse_groups(args.groups) if args.groups else None
-    model = DBKSVD(args.atoms, args.nnz, preprocessing=args.preprocessing, coder=args.coder, max_iter=args.iters, batch_size=args.batch_size,
-                   atom_batch_size=args.atom_batch_size, update=args.update, groups=groups, tol=args.tol,
-                   random_state=args.seed, device=args.device, verbose=0 if args.quiet else 1)
+    model = DBKSVD(
+        args.atoms,
+        args.nnz,
+        preprocessing=args.preprocessing,
+        coder=args.coder,
+        max_iter=args.iters,
+        batch_size=args.batch_size,
+        atom_batch_size=args.atom_batch_size,
+        update=args.update,
+        groups=groups,
+        tol=args.tol,
+        random_state=args.seed,
+        device=args.device,
+        verbose=0 if args.quiet else 1,
+    )
     t0 = time.perf_counter()
     try:
         model.fit(X)
@@ -217,13 +295,18 @@ def _fit(args: argparse.Namespace) -> int:
             print("dbksvd: interrupted before the first iteration finished; nothing written", file=sys.stderr)
             return EXIT_INTERRUPTED
         model.save(args.out)
-        print(f"dbksvd: interrupted; saved the model after {model.n_steps_} iterations "
-              f"({model.n_iter_} full passes) to {args.out}", file=sys.stderr)
+        print(
+            f"dbksvd: interrupted; saved the model after {model.n_steps_} iterations "
+            f"({model.n_iter_} full passes) to {args.out}",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     model.save(args.out)
     last = model.history_[-1]
-    print(f"fitted {args.atoms} atoms (k={args.nnz}) on {X.shape[0]} rows x {X.shape[1]} features in "
-          f"{time.perf_counter() - t0:.1f} s, {model.n_iter_} passes; last batch rel. error {last['rel_error']:.4f}")
+    print(
+        f"fitted {args.atoms} atoms (k={args.nnz}) on {X.shape[0]} rows x {X.shape[1]} features in "
+        f"{time.perf_counter() - t0:.1f} s, {model.n_iter_} passes; last batch rel. error {last['rel_error']:.4f}"
+    )
     print(f"saved {args.out}")
     return 0
 
@@ -268,8 +351,9 @@ def _encode(args: argparse.Namespace) -> int:
     tensors = {"indices": codes.indices, "values": codes.values}
     if codes.row_norms is not None:
         tensors["row_norms"] = codes.row_norms
-    save_tensors(out, tensors,
-                 metadata={"n_atoms": str(codes.n_atoms), "format": "dbksvd-codes", "format_version": "1"})
+    save_tensors(
+        out, tensors, metadata={"n_atoms": str(codes.n_atoms), "format": "dbksvd-codes", "format_version": "1"}
+    )
     print(f"wrote codes for {len(codes)} rows (k={codes.indices.shape[1]}, K={codes.n_atoms}) to {out}")
     return 0
 
@@ -293,7 +377,14 @@ def _model_metrics(model, X) -> dict:
 def _compare(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .analysis.compare import DEFAULT_METHODS, CompareConfig, markdown_table, run_comparison, split_rows, write_report
+    from .analysis.compare import (
+        DEFAULT_METHODS,
+        CompareConfig,
+        markdown_table,
+        run_comparison,
+        split_rows,
+        write_report,
+    )
     from .errors import InputError
 
     X = _load_input(args.input, args.key, args.space)
@@ -306,10 +397,20 @@ def _compare(args: argparse.Namespace) -> int:
         found = [r.get("label") for r in X.store.metadata()]
         labels = np.array(found) if all(v is not None for v in found) else None
     rows = X.to_numpy() if hasattr(X, "to_numpy") else np.asarray(X)
-    methods = DEFAULT_METHODS if args.methods is None else tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    cfg = CompareConfig(atoms=args.atoms, nnz=tuple(_parse_groups(args.nnz, "--nnz")), methods=methods, seed=args.seed,
-                        preprocessing=args.preprocessing, dbksvd_iters=args.iters, sae_epochs=args.epochs,
-                        pursuit=not args.no_pursuit, device=args.device)
+    methods = (
+        DEFAULT_METHODS if args.methods is None else tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    )
+    cfg = CompareConfig(
+        atoms=args.atoms,
+        nnz=tuple(_parse_groups(args.nnz, "--nnz")),
+        methods=methods,
+        seed=args.seed,
+        preprocessing=args.preprocessing,
+        dbksvd_iters=args.iters,
+        sae_epochs=args.epochs,
+        pursuit=not args.no_pursuit,
+        device=args.device,
+    )
     cfg.validate(*rows.shape)
     split = split_rows(rows.shape[0], cfg.test_fraction, cfg.val_fraction, cfg.seed)
     explainer = None
@@ -318,16 +419,26 @@ def _compare(args: argparse.Namespace) -> int:
             from .analysis.explain import ExplainConfig, explain_context, explanation_scores
 
             print("preparing the atom descriptions (captions, bridge, vocabularies) ...")
-            ctx = explain_context(X.store, X.name, ExplainConfig(seed=args.seed, baseline=False),
-                                  split={"describe": split["train"], "select": split["val"], "test": split["test"]},
-                                  show_progress=not args.quiet)
+            ctx = explain_context(
+                X.store,
+                X.name,
+                ExplainConfig(seed=args.seed, baseline=False),
+                split={"describe": split["train"], "select": split["val"], "test": split["test"]},
+                show_progress=not args.quiet,
+            )
             explainer = lambda model: explanation_scores(model, ctx)  # noqa: E731
         else:
             print("the store has no captions: no explanation scores")
     models = {}
-    report = run_comparison(rows, cfg, labels, show_progress=not args.quiet,
-                            on_model=lambda name, model: models.__setitem__(name, model), split=split,
-                            explainer=explainer)
+    report = run_comparison(
+        rows,
+        cfg,
+        labels,
+        show_progress=not args.quiet,
+        on_model=lambda name, model: models.__setitem__(name, model),
+        split=split,
+        explainer=explainer,
+    )
     write_report(report, args.out, models)
     print(markdown_table(report["results"]), end="")
     print(f"wrote {args.out}/report.html, results.{{json,csv,md}}, plots and models/")
@@ -341,12 +452,21 @@ def _explain(args: argparse.Namespace) -> int:
 
     model = _load_model(args)
     if not is_store(args.store):
-        raise InputError(f"{args.store} is not an embedding store: explain needs the item ids and captions that "
-                         "`dbksvd embed` keeps")
+        raise InputError(
+            f"{args.store} is not an embedding store: explain needs the item ids and captions that `dbksvd embed` keeps"
+        )
     vocab = None if args.vocab is None else tuple(v.strip() for v in args.vocab.split(",") if v.strip())
-    cfg = ExplainConfig(vocabularies=vocab, bridge=args.bridge, top=args.top, min_items=args.min_items,
-                        seed=args.seed, text_encoder=args.text_encoder, baseline=not args.no_baseline,
-                        coder=None if args.coder == "own" else args.coder, distinct=not args.allow_shared)
+    cfg = ExplainConfig(
+        vocabularies=vocab,
+        bridge=args.bridge,
+        top=args.top,
+        min_items=args.min_items,
+        seed=args.seed,
+        text_encoder=args.text_encoder,
+        baseline=not args.no_baseline,
+        coder=None if args.coder == "own" else args.coder,
+        distinct=not args.allow_shared,
+    )
     expl = explain(model, EmbeddingStore(args.store), args.space, cfg, show_progress=not args.quiet)
     expl.summary["model_path"] = os.path.relpath(Path(args.model).resolve(), Path(args.out).resolve())
     write_explanation(expl, args.out)
@@ -364,8 +484,14 @@ def _serve_run(run: Path, host: str, port: int, workers: int = 1, find_free_port
     """Serve the explorer of ``run`` until Ctrl-C (exit 0: nothing is lost, the server only reads)."""
     from .web.app import serve
 
-    serve(run, host=host, port=port, workers=workers, find_free_port=find_free_port,
-          on_ready=lambda url: print(f"explorer: {url}  (Ctrl-C to stop)", flush=True))
+    serve(
+        run,
+        host=host,
+        port=port,
+        workers=workers,
+        find_free_port=find_free_port,
+        on_ready=lambda url: print(f"explorer: {url}  (Ctrl-C to stop)", flush=True),
+    )
     return 0
 
 
@@ -373,8 +499,10 @@ def _export_site(args: argparse.Namespace) -> int:
     from .web.export import export_site
 
     summary = export_site(args.run, args.out, max_items=args.max_items, show_progress=not args.quiet)
-    print(f"wrote {args.out}/index.html ({summary['models']} models, {summary['atoms']} atoms, "
-          f"{summary['items']} items); open it in a browser, no server needed")
+    print(
+        f"wrote {args.out}/index.html ({summary['models']} models, {summary['atoms']} atoms, "
+        f"{summary['items']} items); open it in a browser, no server needed"
+    )
     return 0
 
 
@@ -418,8 +546,13 @@ def _demo_emoji(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     steps = 5 if args.no_serve else 6
     print(f"1/{steps} embedding the emoji dataset into {work / 'store'} (images: effnet-lite0, captions: minilm)")
-    store = embed_dataset(get_dataset("emoji"), work / "store", get_encoder("effnet-lite0"),
-                          text_encoder=get_encoder("minilm"), show_progress=not args.quiet)
+    store = embed_dataset(
+        get_dataset("emoji"),
+        work / "store",
+        get_encoder("effnet-lite0"),
+        text_encoder=get_encoder("minilm"),
+        show_progress=not args.quiet,
+    )
     print(f"    {store.count} emoji ready ({time.perf_counter() - t0:.0f} s)")
     order = np.random.default_rng(args.seed).permutation(store.count)
     n_train = int(0.8 * store.count)
@@ -429,8 +562,10 @@ def _demo_emoji(args: argparse.Namespace) -> int:
     fits = [(name, "omp", f"model-{name}") for name in store.spaces]
     if "image" in store.spaces:
         fits += [("image", "threshold", "model-image-threshold"), ("image", "topk", "model-image-topk")]
-    print(f"2/{steps} fitting {K} atoms, k={k}, on {n_train} embeddings per model ({iters} DB-KSVD passes): "
-          + ", ".join(f"{f} ({c})" for _, c, f in fits))
+    print(
+        f"2/{steps} fitting {K} atoms, k={k}, on {n_train} embeddings per model ({iters} DB-KSVD passes): "
+        + ", ".join(f"{f} ({c})" for _, c, f in fits)
+    )
     results = {}
     for name, coder, folder in fits:
         space = store.space(name)
@@ -443,19 +578,30 @@ def _demo_emoji(args: argparse.Namespace) -> int:
         model.data_info_ = {**space.describe(), "rows": n_train, "split": f"train (80%, seed {args.seed})"}
         model.save(work / folder)
         results[folder] = _model_metrics(model, X[test])
-    print(f"3/{steps} held-out metrics ({len(test)} emoji), in {time.perf_counter() - t0:.0f} s; models in {work}/model-*:")
+    print(
+        f"3/{steps} held-out metrics ({len(test)} emoji), in {time.perf_counter() - t0:.0f} s; models in {work}/model-*:"
+    )
     _print_columns({f.removeprefix("model-"): r for f, r in results.items()})
     with atomic_path(work / "metrics.json") as tmp:
-        tmp.write_text(json.dumps({"split": f"test (20%, seed {args.seed})", "test_rows": test.tolist(),
-                                   "models": results}, indent=1, default=float) + "\n")
+        tmp.write_text(
+            json.dumps(
+                {"split": f"test (20%, seed {args.seed})", "test_rows": test.tolist(), "models": results},
+                indent=1,
+                default=float,
+            )
+            + "\n"
+        )
     from .analysis.explain import ExplainConfig, explain, summary_table, write_explanation
     from .models import load_model
 
-    print(f"\n4/{steps} describing the image atoms (captions, ImageNet head, WordNet nouns, through an "
-          "image->caption bridge) and scoring the descriptions on held-out emoji")
+    print(
+        f"\n4/{steps} describing the image atoms (captions, ImageNet head, WordNet nouns, through an "
+        "image->caption bridge) and scoring the descriptions on held-out emoji"
+    )
     for folder in [f for name, _, f in fits if name == "image"]:
-        expl = explain(load_model(work / folder), store, "image", ExplainConfig(seed=args.seed),
-                       show_progress=not args.quiet)
+        expl = explain(
+            load_model(work / folder), store, "image", ExplainConfig(seed=args.seed), show_progress=not args.quiet
+        )
         out = work / folder.replace("model-", "atoms-")
         expl.summary["model_path"] = f"../{folder}"
         write_explanation(expl, out)
@@ -486,14 +632,24 @@ def _demo_synthetic(args: argparse.Namespace) -> int:
     from .ksvd import DBKSVD
 
     args.atoms, args.nnz, args.iters = args.atoms or 256, args.nnz or 5, args.iters or 10
-    print(f"planted problem: {args.samples} signals, d={args.features}, K={args.atoms} true atoms, "
-          f"k={args.nnz} per signal, SNR {args.snr:g} dB")
+    print(
+        f"planted problem: {args.samples} signals, d={args.features}, K={args.atoms} true atoms, "
+        f"k={args.nnz} per signal, SNR {args.snr:g} dB"
+    )
     n_test = max(1000, args.samples // 10)
-    problem = make_sparse_problem(args.samples + n_test, args.features, args.atoms, args.nnz, snr_db=args.snr,
-                                  random_state=args.seed)
-    train_X, test_X = problem.X[:args.samples], problem.X[args.samples:]
-    model = DBKSVD(args.atoms, args.nnz, preprocessing="none", max_iter=args.iters, batch_size=min(args.samples, 16384),
-                   random_state=args.seed, verbose=0 if args.quiet else 1)
+    problem = make_sparse_problem(
+        args.samples + n_test, args.features, args.atoms, args.nnz, snr_db=args.snr, random_state=args.seed
+    )
+    train_X, test_X = problem.X[: args.samples], problem.X[args.samples :]
+    model = DBKSVD(
+        args.atoms,
+        args.nnz,
+        preprocessing="none",
+        max_iter=args.iters,
+        batch_size=min(args.samples, 16384),
+        random_state=args.seed,
+        verbose=0 if args.quiet else 1,
+    )
     t0 = time.perf_counter()
     model.fit(train_X)
     seconds = time.perf_counter() - t0

@@ -55,7 +55,9 @@ class SparseCodes:
 
     def __post_init__(self):
         if self.indices.shape != self.values.shape or self.indices.ndim != 2:
-            raise ValueError(f"indices {tuple(self.indices.shape)} and values {tuple(self.values.shape)} must be equal 2-D shapes")
+            raise ValueError(
+                f"indices {tuple(self.indices.shape)} and values {tuple(self.values.shape)} must be equal 2-D shapes"
+            )
         if self.row_norms is not None and tuple(self.row_norms.shape) != (self.indices.shape[0],):
             raise ValueError(f"row_norms has shape {tuple(self.row_norms.shape)}; expected ({self.indices.shape[0]},)")
 
@@ -71,7 +73,7 @@ class SparseCodes:
         """(n,) int64: atoms actually used by each row."""
         return (self.values != 0).sum(dim=1)
 
-    def to(self, device: Any) -> "SparseCodes":
+    def to(self, device: Any) -> SparseCodes:
         norms = None if self.row_norms is None else self.row_norms.to(device)
         return SparseCodes(self.indices.to(device), self.values.to(device), self.n_atoms, norms)
 
@@ -107,7 +109,7 @@ class SparseCodes:
         return torch.nn.functional.embedding_bag(self.indices, D, per_sample_weights=self.values, mode="sum")
 
     @classmethod
-    def from_dense(cls, codes: Any, n_nonzero: int | None = None) -> "SparseCodes":
+    def from_dense(cls, codes: Any, n_nonzero: int | None = None) -> SparseCodes:
         """Codes from a dense (n, K) matrix; keeps the ``n_nonzero`` largest magnitudes per row."""
         C = codes if isinstance(codes, torch.Tensor) else torch.as_tensor(np.asarray(codes))
         k = n_nonzero if n_nonzero is not None else max(1, int((C != 0).sum(dim=1).max()) if C.numel() else 1)
@@ -116,7 +118,7 @@ class SparseCodes:
         return cls(idx, C.gather(1, idx), C.shape[1])
 
     @classmethod
-    def hstack(cls, parts: list["SparseCodes"]) -> "SparseCodes":
+    def hstack(cls, parts: list[SparseCodes]) -> SparseCodes:
         """Codes over consecutive dictionaries ``D_1, D_2, ...`` as codes over their stack."""
         offset = 0
         idx, val = [], []
@@ -127,11 +129,10 @@ class SparseCodes:
         return cls(torch.cat(idx, dim=1), torch.cat(val, dim=1), offset, parts[0].row_norms)
 
     @classmethod
-    def vstack(cls, parts: list["SparseCodes"]) -> "SparseCodes":
+    def vstack(cls, parts: list[SparseCodes]) -> SparseCodes:
         """Codes of consecutive row blocks (same dictionary) as one set of codes."""
         norms = None if parts[0].row_norms is None else torch.cat([p.row_norms for p in parts])
-        return cls(torch.cat([p.indices for p in parts]), torch.cat([p.values for p in parts]),
-                   parts[0].n_atoms, norms)
+        return cls(torch.cat([p.indices for p in parts]), torch.cat([p.values for p in parts]), parts[0].n_atoms, norms)
 
 
 #: Up to this many rows, ``backend="auto"`` codes with torch on the CPU too.
@@ -145,17 +146,17 @@ def gram(dictionary: torch.Tensor, block: int = 1024) -> torch.Tensor:
     diagonal: for K = 4096 that is 10 of 16 block products, 37% fewer flops than ``D @ D.T``.
     """
     K = dictionary.shape[0]
-    if K <= block:
+    if block >= K:
         G = dictionary @ dictionary.T
         return (G + G.T) / 2
     G = torch.empty((K, K), dtype=dictionary.dtype, device=dictionary.device)
     for i in range(0, K, block):
-        rows = dictionary[i:i + block]
+        rows = dictionary[i : i + block]
         upper = rows @ dictionary[i:].T  # blocks (i, j >= i)
-        G[i:i + block, i:] = upper
-        G[i + block:, i:i + block] = upper[:, block:].T
+        G[i : i + block, i:] = upper
+        G[i + block :, i : i + block] = upper[:, block:].T
     for i in range(0, K, block):  # the diagonal blocks themselves: symmetrise
-        B = G[i:i + block, i:i + block]
+        B = G[i : i + block, i : i + block]
         B.copy_((B + B.T) / 2)
     return G
 
@@ -240,15 +241,15 @@ def sparse_encode(
     out_idx = torch.empty((n, k), dtype=torch.int64, device=dev)
     out_val = torch.empty((n, k), dtype=D.dtype, device=dev)
     for start in range(0, n, batch_size):
-        Xb = as_matrix(src[start:start + batch_size], "X", dtype=D.dtype, device=dev)
+        Xb = as_matrix(src[start : start + batch_size], "X", dtype=D.dtype, device=dev)
         P = Xb @ D.T
         if algorithm == "threshold":
             idx = P.abs().topk(k, dim=1).indices
             val = P.gather(1, idx)
             if refit:
                 val = _refit(P, G, idx, val, backend)
-            out_idx[start:start + batch_size] = idx
-            out_val[start:start + batch_size] = val
+            out_idx[start : start + batch_size] = idx
+            out_val[start : start + batch_size] = val
             continue
         x2 = torch.linalg.vector_norm(Xb, dim=1, dtype=torch.float64).square()
         tol2 = x2 * (tol * tol) if tol else torch.zeros_like(x2)
@@ -256,8 +257,8 @@ def sparse_encode(
             idx, val = _encode_numba(P, G, x2, tol2, k, algorithm, refit, max_steps)
         else:
             idx, val = _encode_torch(P, G, x2, tol2, k, algorithm, refit, max_steps)
-        out_idx[start:start + batch_size] = idx
-        out_val[start:start + batch_size] = val
+        out_idx[start : start + batch_size] = idx
+        out_val[start : start + batch_size] = val
     return SparseCodes(out_idx, out_val, K)
 
 
@@ -274,8 +275,9 @@ _KERNEL_LOCK = threading.Lock()  # numba's workqueue threading layer is not thre
 
 
 def _encode_numba(P, G, x2, tol2, k, algorithm, refit, max_steps):
-    from . import _kernels
     import numba
+
+    from . import _kernels
 
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     Pn = P.contiguous().numpy()
@@ -298,8 +300,9 @@ def _refit(P, G, idx, val, backend):
     """Least-squares coefficients on the supports ``idx`` (n, k) (slots with value 0 unused)."""
     if backend != "numba":
         return _refit_torch(P, G, idx, val)
-    from . import _kernels
     import numba
+
+    from . import _kernels
 
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     idx_n = idx.contiguous().numpy()

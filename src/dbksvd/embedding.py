@@ -25,9 +25,18 @@ from .errors import ParameterError
 MAX_SKIP_EXAMPLES = 20
 
 
-def embed_dataset(dataset: Dataset, out: str | os.PathLike, encoder: Any, *, text_encoder: Any = None,
-                  dtype: str = "float16", shard_rows: int = DEFAULT_SHARD_ROWS, batch_size: int = 64,
-                  captions: bool = True, show_progress: bool = True) -> EmbeddingStore:
+def embed_dataset(
+    dataset: Dataset,
+    out: str | os.PathLike,
+    encoder: Any,
+    *,
+    text_encoder: Any = None,
+    dtype: str = "float16",
+    shard_rows: int = DEFAULT_SHARD_ROWS,
+    batch_size: int = 64,
+    captions: bool = True,
+    show_progress: bool = True,
+) -> EmbeddingStore:
     """Embed ``dataset`` into the store at ``out`` (created, resumed, or reused when complete).
 
     ``encoder``: a :class:`dbksvd.encoders.Encoder` for the dataset's modality;
@@ -38,8 +47,13 @@ def embed_dataset(dataset: Dataset, out: str | os.PathLike, encoder: Any, *, tex
         raise ParameterError(f"batch_size must be positive, got {batch_size}")
     spaces = _plan_spaces(dataset, encoder, text_encoder, captions)
     writer = StoreWriter(
-        out, dataset=dataset.spec(), dtype=dtype, shard_rows=shard_rows, label_names=dataset.label_names,
-        spaces={name: {"encoder": enc.spec(), "dim": enc.dim(modality)} for name, (enc, modality, _) in spaces.items()})
+        out,
+        dataset=dataset.spec(),
+        dtype=dtype,
+        shard_rows=shard_rows,
+        label_names=dataset.label_names,
+        spaces={name: {"encoder": enc.spec(), "dim": enc.dim(modality)} for name, (enc, modality, _) in spaces.items()},
+    )
     if writer.complete:
         return EmbeddingStore(out)
     try:
@@ -56,7 +70,8 @@ def _plan_spaces(dataset: Dataset, encoder: Any, text_encoder: Any, captions: bo
     if dataset.modality not in encoder.modalities:
         raise ParameterError(
             f"encoder {encoder.name} cannot embed {dataset.modality}s (it embeds {', '.join(encoder.modalities)}); "
-            f"the {dataset.name} dataset needs an {dataset.modality} encoder")
+            f"the {dataset.name} dataset needs an {dataset.modality} encoder"
+        )
     if dataset.modality == "text":
         return {"text": (encoder, "text", "payload")}
     spaces = {"image": (encoder, "image", "payload")}
@@ -75,8 +90,9 @@ def _plan_spaces(dataset: Dataset, encoder: Any, text_encoder: Any, captions: bo
     return spaces
 
 
-def _fill(dataset: Dataset, writer: StoreWriter, spaces: dict[str, tuple[Any, str, str]],
-          batch_size: int, show_progress: bool) -> None:
+def _fill(
+    dataset: Dataset, writer: StoreWriter, spaces: dict[str, tuple[Any, str, str]], batch_size: int, show_progress: bool
+) -> None:
     shard_rows = writer.manifest["shard_rows"]
     pos = writer.next_item
     bar = progress(len(dataset), "embed", enabled=show_progress, unit="item")
@@ -96,8 +112,9 @@ def _fill(dataset: Dataset, writer: StoreWriter, spaces: dict[str, tuple[Any, st
         batch.clear()
 
     def write_shard() -> None:
-        writer.add_shard({name: np.concatenate(parts) for name, parts in done.items()}, meta,
-                         next_item=pos, skipped=dict(skipped))
+        writer.add_shard(
+            {name: np.concatenate(parts) for name, parts in done.items()}, meta, next_item=pos, skipped=dict(skipped)
+        )
         for parts in done.values():
             parts.clear()
         meta.clear()

@@ -35,7 +35,7 @@ class DictionaryModel:
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._param_names()}
 
-    def set_params(self, **params: Any) -> "DictionaryModel":
+    def set_params(self, **params: Any) -> DictionaryModel:
         valid = set(self._param_names())
         for name, value in params.items():
             if name not in valid:
@@ -46,7 +46,8 @@ class DictionaryModel:
     def __repr__(self) -> str:
         defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
         shown = [f"{self.n_atoms}", f"{self.n_nonzero}"] + [
-            f"{k}={v!r}" for k, v in self.get_params().items()
+            f"{k}={v!r}"
+            for k, v in self.get_params().items()
             if k not in ("n_atoms", "n_nonzero") and defaults.get(k) != v
         ]
         return f"{type(self).__name__}({', '.join(shown)})"

@@ -14,8 +14,9 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -90,8 +91,11 @@ def atomic_path(target: str | os.PathLike, *, directory: bool = False) -> Iterat
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{target.name}.tmp-"
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent)) if directory else Path(
-        tempfile.mkstemp(prefix=prefix, dir=parent)[1])
+    tmp = (
+        Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        if directory
+        else Path(tempfile.mkstemp(prefix=prefix, dir=parent)[1])
+    )
     try:
         yield tmp
         if directory:
@@ -125,8 +129,10 @@ def read_format_json(path: Path, fmt: str, max_version: int, what: str, error: t
     if not isinstance(version, int):
         raise error(f"{path}: format_version is missing")
     if version > max_version:
-        raise error(f"{path.parent}: written by a newer dbksvd ({what} format {version}; "
-                    f"this version reads up to {max_version}); upgrade dbksvd")
+        raise error(
+            f"{path.parent}: written by a newer dbksvd ({what} format {version}; "
+            f"this version reads up to {max_version}); upgrade dbksvd"
+        )
     return obj
 
 
@@ -141,7 +147,9 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, Any], metadata: dic
     import torch
     from safetensors.torch import save_file
 
-    data = {k: (v if isinstance(v, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(v))).detach().cpu().contiguous()
-            for k, v in tensors.items()}
+    data = {
+        k: (v if isinstance(v, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(v))).detach().cpu().contiguous()
+        for k, v in tensors.items()
+    }
     with atomic_path(path) as tmp:
         save_file(data, str(tmp), metadata=metadata)

@@ -24,9 +24,9 @@ import torch
 
 from .coding import SparseCodes, gram, sparse_encode
 from .errors import ModelFormatError
+from .estimator import DictionaryModel, jsonable
 from .modelio import read_model, write_model
 from .preprocessing import DEFAULT as DEFAULT_PREPROCESSING
-from .estimator import DictionaryModel, jsonable
 from .preprocessing import Preprocessor, parse_steps
 from .sources import RowSource, as_source
 from .update import atom_usage, near_duplicates, replace_atoms, split_atoms, update_atoms, weakest_atom_swap
@@ -167,7 +167,7 @@ class DBKSVD(DictionaryModel):
 
     # -- fitting ---------------------------------------------------------------------------
 
-    def fit(self, X: Any, y: Any = None) -> "DBKSVD":
+    def fit(self, X: Any, y: Any = None) -> DBKSVD:
         """Learn the dictionary from ``X`` (n, d): numpy (memory-mapped is fine), torch, or a
         store space (:class:`dbksvd.data.store.StoreSpace`), streamed in shuffled sample
         batches so that the data never has to fit in memory."""
@@ -175,7 +175,7 @@ class DBKSVD(DictionaryModel):
             self._fit(X)
         return self
 
-    def partial_fit(self, X: Any, y: Any = None) -> "DBKSVD":
+    def partial_fit(self, X: Any, y: Any = None) -> DBKSVD:
         """One iteration per ``batch_size`` rows of ``X``, in order (streaming). The first call
         fits the preprocessing statistics on its rows; later calls reuse them."""
         with self._training():
@@ -301,8 +301,15 @@ class DBKSVD(DictionaryModel):
         self._D = torch.as_tensor(atoms, dtype=self._dtype, device=self._device)
         self._replaced_at = np.full(K, -GRACE, dtype=np.int64)
 
-    def _iterate(self, Xb: torch.Tensor, cfg: dict[str, Any], rng: np.random.Generator,
-                 pass_index: int, batch_index: int, last: bool = False) -> dict[str, Any]:
+    def _iterate(
+        self,
+        Xb: torch.Tensor,
+        cfg: dict[str, Any],
+        rng: np.random.Generator,
+        pass_index: int,
+        batch_index: int,
+        last: bool = False,
+    ) -> dict[str, Any]:
         """One DB-KSVD iteration on the sample batch ``Xb``; updates ``self._D``.
 
         ``last``: the final iteration of a fit, where atoms are not replaced (a replaced
@@ -318,8 +325,9 @@ class DBKSVD(DictionaryModel):
             Dg = D[lo:hi]
             codes = self._code(target, Dg, kg, cfg)
             order = torch.as_tensor(rng.permutation(hi - lo), device=self._device)
-            Dg_new, codes, R = update_atoms(target, Dg, codes, split_atoms(order, cfg["atom_batch_size"]),
-                                            method=cfg["update"])
+            Dg_new, codes, R = update_atoms(
+                target, Dg, codes, split_atoms(order, cfg["atom_batch_size"]), method=cfg["update"]
+            )
             new_D[lo:hi] = Dg_new
             residuals.append(R)
             parts.append(codes)
@@ -335,7 +343,9 @@ class DBKSVD(DictionaryModel):
             for (lo, hi, _), codes, Rg in zip(bounds, parts, residuals):
                 Dg = new_D[lo:hi]
                 usage = atom_usage(codes)
-                mark = (usage < min(MIN_USAGE, Xb.shape[0] // (hi - lo) + 1)) | near_duplicates(Dg, usage, COHERENCE_THRESHOLD)
+                mark = (usage < min(MIN_USAGE, Xb.shape[0] // (hi - lo) + 1)) | near_duplicates(
+                    Dg, usage, COHERENCE_THRESHOLD
+                )
                 if bool(mark.any()):
                     gen = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
                     new_D[lo:hi] = replace_atoms(Dg, Xb, Rg, mark, generator=gen)
@@ -394,21 +404,34 @@ class DBKSVD(DictionaryModel):
             codes = SparseCodes(codes.indices, codes.values, codes.n_atoms, norms)
             yield X_chunk.cpu(), codes.to("cpu")
 
-    def _code(self, X: torch.Tensor, D: torch.Tensor, k: int, cfg: dict[str, Any],
-              gram_matrix: torch.Tensor | None = None, refit: bool | None = None) -> SparseCodes:
+    def _code(
+        self,
+        X: torch.Tensor,
+        D: torch.Tensor,
+        k: int,
+        cfg: dict[str, Any],
+        gram_matrix: torch.Tensor | None = None,
+        refit: bool | None = None,
+    ) -> SparseCodes:
         """The model's sparse coder (default: MP and thresholding with their least-squares refit)."""
         if refit is None:
             refit = cfg["coder"] in ("mp", "threshold")
-        return sparse_encode(X, D, k, algorithm=cfg["coder"], tol=cfg["coder_tol"],
-                             refit=refit, device=D.device, gram_matrix=gram_matrix)
+        return sparse_encode(
+            X, D, k, algorithm=cfg["coder"], tol=cfg["coder_tol"], refit=refit, device=D.device, gram_matrix=gram_matrix
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write the model folder (:mod:`dbksvd.modelio`) atomically."""
         self._check_fitted()
-        return write_model(path, architecture=self.architecture_name, params=jsonable(self.get_params()),
-                           components=self.components_, preprocessor=self._preprocessor(),
-                           data=getattr(self, "data_info_", None),
-                           state={"n_iter": int(self.n_iter_), "n_steps": int(self.n_steps_), "history": self.history_})
+        return write_model(
+            path,
+            architecture=self.architecture_name,
+            params=jsonable(self.get_params()),
+            components=self.components_,
+            preprocessor=self._preprocessor(),
+            data=getattr(self, "data_info_", None),
+            state={"n_iter": int(self.n_iter_), "n_steps": int(self.n_steps_), "history": self.history_},
+        )
 
 
 def load(path: str | Path, cls: type = None) -> DBKSVD:

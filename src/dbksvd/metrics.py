@@ -100,10 +100,10 @@ def coherence(dictionary: Any, chunk: int = 2048) -> dict[str, float]:
     D = D / torch.linalg.vector_norm(D, dim=1, keepdim=True).clamp_min(1e-300)
     per_atom = torch.empty(K, dtype=torch.float64)
     for s in range(0, K, chunk):
-        G = (D[s:s + chunk] @ D.T).abs()
+        G = (D[s : s + chunk] @ D.T).abs()
         r = torch.arange(G.shape[0])
         G[r, r + s] = -1.0
-        per_atom[s:s + chunk] = G.max(dim=1).values
+        per_atom[s : s + chunk] = G.max(dim=1).values
     return {"max": float(per_atom.max()), "mean_max": float(per_atom.mean())}
 
 
@@ -172,8 +172,11 @@ def probe_retention(X_train: Any, y_train: Any, X_test: Any, X_test_hat: Any, y_
     y_test = np.asarray(y_test)
     acc = float((predict(X_test) == y_test).mean())
     acc_hat = float((predict(X_test_hat) == y_test).mean())
-    return {"probe_accuracy": acc, "probe_accuracy_reconstructed": acc_hat,
-            "probe_retention": acc_hat / acc if acc > 0 else float("nan")}
+    return {
+        "probe_accuracy": acc,
+        "probe_accuracy_reconstructed": acc_hat,
+        "probe_retention": acc_hat / acc if acc > 0 else float("nan"),
+    }
 
 
 # -- explanations (metrics.md, "Explanations") ------------------------------------------
@@ -269,5 +272,5 @@ def recall_at_k(similarity: Any, targets: Any, ks: Any = (1, 5)) -> dict[str, fl
     if t.min() < 0 or t.max() >= S.shape[1]:
         raise InputError(f"targets must be gallery indices in [0, {S.shape[1]})")
     mine = S[np.arange(len(t)), t][:, None]
-    rank = (S >= mine).sum(axis=1) - 1  # entries scored at least as high, other than the target
+    rank = (mine <= S).sum(axis=1) - 1  # entries scored at least as high, other than the target
     return {f"recall@{k}": float((rank < k).mean()) for k in ks}

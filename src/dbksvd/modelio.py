@@ -27,9 +27,17 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "dictionary.safetensors"
 
 
-def write_model(path: str | Path, *, architecture: str, params: dict[str, Any], components: np.ndarray,
-                preprocessor: Preprocessor, data: Any, state: dict[str, Any],
-                tensors: dict[str, Any] | None = None) -> Path:
+def write_model(
+    path: str | Path,
+    *,
+    architecture: str,
+    params: dict[str, Any],
+    components: np.ndarray,
+    preprocessor: Preprocessor,
+    data: Any,
+    state: dict[str, Any],
+    tensors: dict[str, Any] | None = None,
+) -> Path:
     """Write a model folder atomically (a failed write leaves no folder behind)."""
     path = Path(path)
     config = {
@@ -50,8 +58,9 @@ def write_model(path: str | Path, *, architecture: str, params: dict[str, Any], 
     return path
 
 
-def read_model(path: str | Path, architectures: tuple[str, ...] | None = None
-               ) -> tuple[dict[str, Any], dict[str, np.ndarray], Preprocessor]:
+def read_model(
+    path: str | Path, architectures: tuple[str, ...] | None = None
+) -> tuple[dict[str, Any], dict[str, np.ndarray], Preprocessor]:
     """``(config, tensors, preprocessor)`` of a model folder, checked: format and version,
     architecture (one of ``architectures`` when given), the dictionary's shape and dtype."""
     path = Path(path)
@@ -70,7 +79,9 @@ def read_model(path: str | Path, architectures: tuple[str, ...] | None = None
 
         tensors = load_file(str(w_path))
     except Exception as exc:  # safetensors raises its own error type for corrupt files
-        raise ModelFormatError(f"{w_path}: not a readable .safetensors file ({' '.join(str(exc).split())[:120]})") from None
+        raise ModelFormatError(
+            f"{w_path}: not a readable .safetensors file ({' '.join(str(exc).split())[:120]})"
+        ) from None
     try:
         K, d, dtype = int(config["n_atoms"]), int(config["n_features"]), str(config["dtype"])
         dict(config["params"]), dict(config["state"])

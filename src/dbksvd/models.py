@@ -33,8 +33,10 @@ def check_rows(model: DictionaryModel, X: Any) -> None:
     model._check_features(X.shape[1], X if here else None)  # the dimension first: the plainer problem
     trained = getattr(model, "data_info_", None) or {}
     if trained.get("encoder") and here.get("encoder") and trained["encoder"] != here["encoder"]:
-        raise InputError(f"the model was fitted on {trained['encoder']} embeddings but {here['name']} holds "
-                         f"{here['encoder']} embeddings")
+        raise InputError(
+            f"the model was fitted on {trained['encoder']} embeddings but {here['name']} holds "
+            f"{here['encoder']} embeddings"
+        )
 
 
 __all__ = ["check_rows", "ARCHITECTURES", "DBKSVD", "SAE", "RandomDictionary", "MiniBatchDictionary", "load_model"]

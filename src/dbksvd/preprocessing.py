@@ -19,8 +19,9 @@ whose raw geometry matters (e.g. planted synthetic problems).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,7 +46,8 @@ def parse_steps(spec: Any) -> tuple[str, ...]:
     unknown = [p for p in parts if p not in STEPS]
     if unknown or not parts:
         raise ParameterError(
-            f"preprocessing {spec!r} is not valid; use 'none' or steps from {', '.join(STEPS)} joined by '+'")
+            f"preprocessing {spec!r} is not valid; use 'none' or steps from {', '.join(STEPS)} joined by '+'"
+        )
     return tuple(s for s in STEPS if s in parts)
 
 
@@ -70,7 +72,7 @@ class Preprocessor:
         return not self.steps
 
     @classmethod
-    def fit(cls, steps: tuple[str, ...], chunks: Iterable[Any], sample: Any) -> "Preprocessor":
+    def fit(cls, steps: tuple[str, ...], chunks: Iterable[Any], sample: Any) -> Preprocessor:
         """Statistics from the training data.
 
         ``chunks``: an iterable over all training rows, chunk by chunk (for the exact mean; only
@@ -90,7 +92,8 @@ class Preprocessor:
             pre.mean = (total / max(n, 1)).cpu().numpy()
         if "scale" in steps:
             Z, _ = cls(tuple(s for s in steps if s != "scale"), pre.mean).apply(
-                as_matrix(sample, dtype=torch.float64, device="cpu"))
+                as_matrix(sample, dtype=torch.float64, device="cpu")
+            )
             mean_norm = float(torch.linalg.vector_norm(Z, dim=1).mean())
             d = Z.shape[1]
             pre.scale = math.sqrt(d) / mean_norm if mean_norm > 0 else 1.0
@@ -119,7 +122,8 @@ class Preprocessor:
         if self.normalizes and norms is None:
             raise ParameterError(
                 "this model normalises rows, so mapping codes back needs each row's norm: "
-                "pass the SparseCodes returned by transform (they carry row_norms)")
+                "pass the SparseCodes returned by transform (they carry row_norms)"
+            )
         X = Z
         if self.scale != 1.0:
             X = X / self.scale
@@ -132,14 +136,18 @@ class Preprocessor:
     # -- persistence (config.json entry + one tensor) ---------------------------------------
 
     def to_config(self) -> dict[str, Any]:
-        return {"kind": steps_name(self.steps), "steps": list(self.steps), "scale": self.scale,
-                "has_mean": self.mean is not None}
+        return {
+            "kind": steps_name(self.steps),
+            "steps": list(self.steps),
+            "scale": self.scale,
+            "has_mean": self.mean is not None,
+        }
 
     def tensors(self) -> dict[str, np.ndarray]:
         return {} if self.mean is None else {"preprocessing.mean": self.mean}
 
     @classmethod
-    def from_config(cls, config: Any, tensors: dict[str, np.ndarray], d: int) -> "Preprocessor":
+    def from_config(cls, config: Any, tensors: dict[str, np.ndarray], d: int) -> Preprocessor:
         try:
             steps = parse_steps(config.get("steps", config.get("kind", "none")))
             scale = float(config.get("scale", 1.0))

@@ -8,7 +8,8 @@ rows. The store lives in a higher layer and satisfies the protocol by duck typin
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol, runtime_checkable
+from collections.abc import Iterator
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -47,12 +48,12 @@ class ArraySource:
 
     def iter_chunks(self, rows: int) -> Iterator[Any]:
         for s in range(0, self.shape[0], rows):
-            yield self.array[s:s + rows]
+            yield self.array[s : s + rows]
 
     def iter_batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[Any]:
         order = rng.permutation(self.shape[0])
         for s in range(0, self.shape[0], batch_size):
-            yield self.take(np.sort(order[s:s + batch_size]))
+            yield self.take(np.sort(order[s : s + batch_size]))
 
     def take(self, rows: np.ndarray) -> Any:
         if isinstance(self.array, torch.Tensor):

@@ -30,8 +30,8 @@ def residual(X: torch.Tensor, D: torch.Tensor, codes: SparseCodes, chunk: int = 
     """``X - C D`` (n, d), reconstructed ``chunk`` rows at a time (no second (n, d) temporary)."""
     R = torch.empty_like(X)
     for s in range(0, X.shape[0], chunk):
-        part = SparseCodes(codes.indices[s:s + chunk], codes.values[s:s + chunk], codes.n_atoms)
-        torch.sub(X[s:s + chunk], part.reconstruct(D), out=R[s:s + chunk])
+        part = SparseCodes(codes.indices[s : s + chunk], codes.values[s : s + chunk], codes.n_atoms)
+        torch.sub(X[s : s + chunk], part.reconstruct(D), out=R[s : s + chunk])
     return R
 
 
@@ -84,8 +84,9 @@ class _BatchPattern:
                 if a == b:
                     continue
                 e = min(n, s + chunk)
-                T = torch.sparse_csr_tensor(self.crow_t[s:e + 1] - a, self.col_t[a:b], v[a:b], (e - s, m),
-                                            check_invariants=False)
+                T = torch.sparse_csr_tensor(
+                    self.crow_t[s : e + 1] - a, self.col_t[a:b], v[a:b], (e - s, m), check_invariants=False
+                )
                 R[s:e] += T @ A
 
 
@@ -128,7 +129,7 @@ def update_atoms(
     start = int((nz_batch < 0).sum())
     iters = max_power_iter if method == "svd" else 1
     for b, atoms in enumerate(atom_batches):
-        seg = order[start:start + counts[b]]
+        seg = order[start : start + counts[b]]
         start += counts[b]
         if seg.numel() == 0:
             continue
@@ -173,8 +174,7 @@ def atom_usage(codes: SparseCodes) -> torch.Tensor:
     return torch.bincount(codes.indices[used], minlength=codes.n_atoms)
 
 
-def near_duplicates(D: torch.Tensor, usage: torch.Tensor, threshold: float = 0.99,
-                    chunk: int = 2048) -> torch.Tensor:
+def near_duplicates(D: torch.Tensor, usage: torch.Tensor, threshold: float = 0.99, chunk: int = 2048) -> torch.Tensor:
     """(K,) bool: atoms with ``|⟨D_j, D_l⟩| > threshold`` for some other atom l.
 
     Of each such pair the less used atom is marked (the later one on a tie), so one of
@@ -184,10 +184,10 @@ def near_duplicates(D: torch.Tensor, usage: torch.Tensor, threshold: float = 0.9
     marked = torch.zeros(K, dtype=torch.bool, device=D.device)
     ids = torch.arange(K, device=D.device)
     for s in range(0, K, chunk):
-        G = (D[s:s + chunk] @ D.T).abs()  # (c, K)
-        rows = ids[s:s + chunk]
+        G = (D[s : s + chunk] @ D.T).abs()  # (c, K)
+        rows = ids[s : s + chunk]
         G[torch.arange(rows.numel(), device=D.device), rows] = 0
-        i, l = torch.nonzero(G > threshold, as_tuple=True)
+        i, l = torch.nonzero(threshold < G, as_tuple=True)
         i = rows[i]
         keep = i < l  # each pair once
         i, l = i[keep], l[keep]
@@ -235,9 +235,9 @@ def split_atoms(atom_ids: torch.Tensor, atom_batch_size: int) -> list[torch.Tens
     return [b for b in torch.tensor_split(atom_ids, n_batches) if b.numel()]
 
 
-def weakest_atom_swap(D: torch.Tensor, R: torch.Tensor, codes: SparseCodes,
-                      protected: torch.Tensor | None = None,
-                      n_power_iter: int = 8) -> tuple[int, torch.Tensor] | None:
+def weakest_atom_swap(
+    D: torch.Tensor, R: torch.Tensor, codes: SparseCodes, protected: torch.Tensor | None = None, n_power_iter: int = 8
+) -> tuple[int, torch.Tensor] | None:
     """Propose replacing the weakest atom by the main direction of the worst-coded rows.
 
     The weakest atom j minimises its contribution ``Σ_i c_ij²`` (about what dropping it

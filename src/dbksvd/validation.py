@@ -103,8 +103,14 @@ def _all_finite(t: torch.Tensor) -> bool:
     return bool(torch.isfinite(lo) & torch.isfinite(hi))
 
 
-def check_dictionary(dictionary: Any, n_features: int | None = None, *, name: str = "dictionary",
-                     dtype: torch.dtype | None = None, device: Any = None) -> torch.Tensor:
+def check_dictionary(
+    dictionary: Any,
+    n_features: int | None = None,
+    *,
+    name: str = "dictionary",
+    dtype: torch.dtype | None = None,
+    device: Any = None,
+) -> torch.Tensor:
     """A ``(K, d)`` dictionary with unit-norm rows, as a tensor; ``d`` must equal ``n_features``."""
     D = as_matrix(dictionary, name, dtype=dtype, device=device)
     if n_features is not None and D.shape[1] != n_features:

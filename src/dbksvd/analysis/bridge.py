@@ -31,7 +31,8 @@ measures that retrieval.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -57,8 +58,8 @@ _VERSION = 1
 # ----------------------------------------------------------------------------------------------
 # Small helpers.
 
-def _matrix(A: Any, name: str, *, dim: int | None = None, space: str = "", allow_vector: bool = False
-            ) -> np.ndarray:
+
+def _matrix(A: Any, name: str, *, dim: int | None = None, space: str = "", allow_vector: bool = False) -> np.ndarray:
     """``A`` as a finite float64 2-D array (a 1-D vector is one row when ``allow_vector``)."""
     try:
         M = np.asarray(A, dtype=np.float64)
@@ -121,6 +122,7 @@ def _thin_svd(A: np.ndarray, rtol: float = 1e-10) -> tuple[np.ndarray, np.ndarra
 # ----------------------------------------------------------------------------------------------
 # The fitted bridge.
 
+
 class LinearBridge:
     """Fitted linear map; rows are unit-normalised, then centred with the training means,
     before anything else.
@@ -130,8 +132,15 @@ class LinearBridge:
     ``normalise((normalise(T) - mean_y) @ wy)``, with ``wy`` the identity for ridge.
     """
 
-    def __init__(self, kind: str, params: dict[str, Any], mean_x: np.ndarray, mean_y: np.ndarray,
-                 wx: np.ndarray, wy: np.ndarray | None = None):
+    def __init__(
+        self,
+        kind: str,
+        params: dict[str, Any],
+        mean_x: np.ndarray,
+        mean_y: np.ndarray,
+        wx: np.ndarray,
+        wy: np.ndarray | None = None,
+    ):
         self.kind = kind
         self.params = dict(params)
         self.mean_x = np.asarray(mean_x, dtype=np.float64)
@@ -153,8 +162,10 @@ class LinearBridge:
         return int(self.wx.shape[1])
 
     def __repr__(self) -> str:
-        return (f"LinearBridge(kind={self.kind!r}, params={self.params}, "
-                f"image_dim={self.image_dim}, text_dim={self.text_dim}, dim={self.dim})")
+        return (
+            f"LinearBridge(kind={self.kind!r}, params={self.params}, "
+            f"image_dim={self.image_dim}, text_dim={self.text_dim}, dim={self.dim})"
+        )
 
     # -- mapping --------------------------------------------------------------------------------
 
@@ -183,8 +194,13 @@ class LinearBridge:
 
     def config(self) -> dict[str, Any]:
         """JSON-able description; with :meth:`state` it rebuilds the bridge (:meth:`from_state`)."""
-        return {"format": _FORMAT, "version": _VERSION, "kind": self.kind, "params": dict(self.params),
-                "dims": {"image": self.image_dim, "text": self.text_dim, "comparison": self.dim}}
+        return {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "kind": self.kind,
+            "params": dict(self.params),
+            "dims": {"image": self.image_dim, "text": self.text_dim, "comparison": self.dim},
+        }
 
     def state(self) -> dict[str, np.ndarray]:
         """The arrays: ``mean_x``, ``mean_y``, ``wx`` and, for CCA, ``wy``."""
@@ -194,13 +210,14 @@ class LinearBridge:
         return out
 
     @classmethod
-    def from_state(cls, config: dict[str, Any], state: dict[str, Any]) -> "LinearBridge":
+    def from_state(cls, config: dict[str, Any], state: dict[str, Any]) -> LinearBridge:
         """The bridge that :meth:`config` and :meth:`state` describe (outputs are identical)."""
         if not isinstance(config, dict) or config.get("format") != _FORMAT:
             raise ModelFormatError(f"not a bridge config (format must be {_FORMAT!r})")
         if not isinstance(config.get("version"), int) or config["version"] > _VERSION:
-            raise ModelFormatError(f"bridge config version {config.get('version')!r} is newer than this "
-                                   f"dbksvd reads ({_VERSION})")
+            raise ModelFormatError(
+                f"bridge config version {config.get('version')!r} is newer than this dbksvd reads ({_VERSION})"
+            )
         kind = config.get("kind")
         if kind not in ("ridge", "cca"):
             raise ModelFormatError(f"bridge config has kind {kind!r}; expected 'ridge' or 'cca'")
@@ -229,6 +246,7 @@ class LinearBridge:
 # ----------------------------------------------------------------------------------------------
 # Fitting.
 
+
 class _Side:
     """One side of the training pairs: unit rows centred, their mean, and (computed on first
     use) the thin SVD of the centred rows."""
@@ -252,7 +270,7 @@ def _ridge(x: _Side, y: _Side, alphas: tuple[float, ...]) -> Iterator[LinearBrid
     U, s, Vt = x.svd
     UtY = U.T @ y.centred
     for a in alphas:
-        W = Vt.T @ ((s / (s ** 2 + a))[:, None] * UtY)
+        W = Vt.T @ ((s / (s**2 + a))[:, None] * UtY)
         yield LinearBridge("ridge", {"alpha": float(a)}, x.mean, y.mean, W)
 
 
@@ -263,7 +281,7 @@ def _cca(x: _Side, y: _Side, regs: tuple[float, ...], components: tuple[int, ...
     # M = P diag(rho) Q^T comes from the eigendecomposition of the small M^T M.
     (Ux, sx, Vxt), (Uy, sy, Vyt) = x.svd, y.svd
     denom = max(x.centred.shape[0] - 1, 1)
-    lx, ly = sx ** 2 / denom, sy ** 2 / denom
+    lx, ly = sx**2 / denom, sy**2 / denom
     UxUy = Ux.T @ Uy
     for reg in regs:
         ex, ey = reg * lx.sum() / x.dim, reg * ly.sum() / y.dim
@@ -283,8 +301,9 @@ def _cca(x: _Side, y: _Side, regs: tuple[float, ...], components: tuple[int, ...
             yield LinearBridge("cca", {"reg": float(reg), "components": int(c)}, x.mean, y.mean, Wx, Wy)
 
 
-def _candidates(kinds: tuple[str, ...], X: np.ndarray, Y: np.ndarray, *, params: dict[str, Any] | None = None
-                ) -> Iterator[LinearBridge]:
+def _candidates(
+    kinds: tuple[str, ...], X: np.ndarray, Y: np.ndarray, *, params: dict[str, Any] | None = None
+) -> Iterator[LinearBridge]:
     """Bridges fitted on (X, Y), one at a time: the whole grid of each of ``kinds`` (one decomposition per
     side shared by all), or, with ``params``, just that configuration of ``kinds[0]``."""
     x, y = _Side(X), _Side(Y)
@@ -305,8 +324,9 @@ def _key(r: dict[str, float]) -> tuple[float, float]:
     return (r["recall@1"], r["recall@5"])
 
 
-def fit_bridge(X: Any, Y: Any, captions: Any, *, kind: str = "auto", val_fraction: float = 0.2,
-               seed: int = 0) -> tuple[LinearBridge, dict[str, Any]]:
+def fit_bridge(
+    X: Any, Y: Any, captions: Any, *, kind: str = "auto", val_fraction: float = 0.2, seed: int = 0
+) -> tuple[LinearBridge, dict[str, Any]]:
     """Learn a :class:`LinearBridge` from image-caption pairs.
 
     ``X`` (n, d_x) image rows, ``Y`` (n, d_y) their captions' text rows, ``captions`` the n
@@ -334,8 +354,9 @@ def fit_bridge(X: Any, Y: Any, captions: Any, *, kind: str = "auto", val_fractio
         raise ParameterError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
     n_val = max(1, int(round(n * vf)))
     if n - n_val < 2:
-        raise ParameterError(f"val_fraction {val_fraction!r} leaves {n - n_val} of {n} pairs to fit; "
-                             f"at least 2 are needed")
+        raise ParameterError(
+            f"val_fraction {val_fraction!r} leaves {n - n_val} of {n} pairs to fit; at least 2 are needed"
+        )
 
     order = np.random.default_rng(seed).permutation(n)
     fit, val = order[n_val:], order[:n_val]

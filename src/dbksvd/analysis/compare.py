@@ -16,9 +16,10 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -60,8 +61,9 @@ class CompareConfig:
     def validate(self, n: int, d: int) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
-            raise ParameterError(f"unknown method {', '.join(map(repr, unknown)) or '(none given)'}; "
-                                 f"choose from {', '.join(METHODS)}")
+            raise ParameterError(
+                f"unknown method {', '.join(map(repr, unknown)) or '(none given)'}; choose from {', '.join(METHODS)}"
+            )
         if not isinstance(self.atoms, int) or self.atoms < 1:
             raise ParameterError(f"--atoms must be a positive integer, got {self.atoms!r}")
         if not self.nnz:
@@ -82,7 +84,7 @@ def split_rows(n: int, test_fraction: float, val_fraction: float, seed: int) -> 
     order = np.random.default_rng(seed).permutation(n)
     n_test = min(MAX_EVAL_ROWS, int(round(test_fraction * n)))
     n_val = min(MAX_EVAL_ROWS, int(round(val_fraction * n)))
-    split = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
+    split = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
     for name, rows in split.items():
         if rows.size == 0:
             raise InputError(f"the {name} split is empty ({n} rows; test_fraction/val_fraction leave none)")
@@ -95,8 +97,11 @@ def model_metrics(model: Any, X: Any, codes: Any = None) -> dict[str, Any]:
     codes = model.transform(X) if codes is None else codes
     X_hat = model.inverse_transform(codes)
     rows = X.to_numpy() if hasattr(X, "to_numpy") else np.asarray(X)
-    out: dict[str, Any] = {"rows": int(rows.shape[0]), "features": int(rows.shape[1]),
-                           "atoms": int(model.components_.shape[0])}
+    out: dict[str, Any] = {
+        "rows": int(rows.shape[0]),
+        "features": int(rows.shape[1]),
+        "atoms": int(model.components_.shape[0]),
+    }
     out.update(metrics.reconstruction_metrics(rows, X_hat, codes, model.components_))
     return out
 
@@ -110,8 +115,9 @@ def make_model(method: str, K: int, k: int, cfg: CompareConfig, n_train: int) ->
 
     common = {"preprocessing": cfg.preprocessing, "random_state": cfg.seed, "device": cfg.device}
     if method.startswith("dbksvd"):
-        return DBKSVD(K, k, coder=_coder_name(method), max_iter=cfg.dbksvd_iters, batch_size=cfg.dbksvd_batch_size,
-                      **common)
+        return DBKSVD(
+            K, k, coder=_coder_name(method), max_iter=cfg.dbksvd_iters, batch_size=cfg.dbksvd_batch_size, **common
+        )
     if method == "random":
         return RandomDictionary(K, k, **common)
     if method == "sklearn":
@@ -127,10 +133,15 @@ def _coder_name(method: str) -> str:
     return "threshold" if method == "dbksvd-threshold" else "omp"
 
 
-def run_comparison(X: np.ndarray, cfg: CompareConfig, labels: np.ndarray | None = None,
-                   show_progress: bool = True, on_model: Callable[[str, Any], None] | None = None,
-                   split: dict[str, np.ndarray] | None = None,
-                   explainer: Callable[[Any], dict[str, Any]] | None = None) -> dict[str, Any]:
+def run_comparison(
+    X: np.ndarray,
+    cfg: CompareConfig,
+    labels: np.ndarray | None = None,
+    show_progress: bool = True,
+    on_model: Callable[[str, Any], None] | None = None,
+    split: dict[str, np.ndarray] | None = None,
+    explainer: Callable[[Any], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """All rows of the comparison. ``X`` (n, d); ``labels`` (n,) enable probe retention;
     ``on_model(name, model)`` is called with every trained model (e.g. to save it);
     ``split``: the train / val / test row ids (default :func:`split_rows` with the config's
@@ -168,22 +179,34 @@ def run_comparison(X: np.ndarray, cfg: CompareConfig, labels: np.ndarray | None 
                         model.fit(train, X_val=val)
                     else:
                         model.fit(train)
-                fit = {"train_seconds": mem.seconds, "train_peak_rss_mb": mem.peak / 2**20,
-                       "train_extra_rss_mb": mem.extra / 2**20}
+                fit = {
+                    "train_seconds": mem.seconds,
+                    "train_peak_rss_mb": mem.peak / 2**20,
+                    "train_extra_rss_mb": mem.extra / 2**20,
+                }
                 variants = [(_coder_name(method), None)]
                 if method in SAE_METHODS and cfg.pursuit:
                     variants.append(("omp", "omp"))
                 for coder_name, coder in variants:
                     codes = model.transform(test, coder=coder) if coder else model.transform(test)
-                    row = {**base, "method": method if coder is None else f"{method}+omp", "coder": coder_name,
-                           "status": "ok", **fit, **model_metrics(model, test, codes)}
+                    row = {
+                        **base,
+                        "method": method if coder is None else f"{method}+omp",
+                        "coder": coder_name,
+                        "status": "ok",
+                        **fit,
+                        **model_metrics(model, test, codes),
+                    }
                     if explainer is not None and coder is None:
                         row.update(explainer(model))
                     if probe is not None:
                         hat = model.inverse_transform(codes)
                         acc_hat = float((probe(hat) == y_test).mean())
-                        row.update(probe_accuracy=probe_acc, probe_accuracy_reconstructed=acc_hat,
-                                   probe_retention=acc_hat / probe_acc if probe_acc > 0 else math.nan)
+                        row.update(
+                            probe_accuracy=probe_acc,
+                            probe_accuracy_reconstructed=acc_hat,
+                            probe_retention=acc_hat / probe_acc if probe_acc > 0 else math.nan,
+                        )
                     rows.append(row)
                     usage[f"{row['method']}-k{k}"] = atom_usage(codes).tolist()
                 if on_model is not None:
@@ -195,17 +218,40 @@ def run_comparison(X: np.ndarray, cfg: CompareConfig, labels: np.ndarray | None 
             bar.update(1)
     finally:
         bar.close()
-    return {"config": asdict(cfg), "rows": n, "features": d,
-            "split": {s: int(v.size) for s, v in split.items()}, "split_rows": split, "results": rows,
-            "usage": usage}
+    return {
+        "config": asdict(cfg),
+        "rows": n,
+        "features": d,
+        "split": {s: int(v.size) for s, v in split.items()},
+        "split_rows": split,
+        "results": rows,
+        "usage": usage,
+    }
 
 
 # -- the report ------------------------------------------------------------------------------
 
-TABLE_COLUMNS = ("method", "k", "status", "explained_signal", "fvu", "explained_variance", "cosine", "l0",
-                 "dead_atoms", "rare_atoms", "max_coherence", "mean_max_coherence", "probe_retention",
-                 "faithfulness", "specificity", "diversity", "described",
-                 "train_seconds", "train_peak_rss_mb")
+TABLE_COLUMNS = (
+    "method",
+    "k",
+    "status",
+    "explained_signal",
+    "fvu",
+    "explained_variance",
+    "cosine",
+    "l0",
+    "dead_atoms",
+    "rare_atoms",
+    "max_coherence",
+    "mean_max_coherence",
+    "probe_retention",
+    "faithfulness",
+    "specificity",
+    "diversity",
+    "described",
+    "train_seconds",
+    "train_peak_rss_mb",
+)
 
 
 def _cell(v: Any) -> str:
@@ -262,8 +308,14 @@ def _plots(results: list[dict[str, Any]], usage: dict[str, list[int]], folder: P
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for m in methods:
         pts = sorted((r["l0"], r["explained_variance"]) for r in ok if r["method"] == m)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=m, color=colors[m],
-                linestyle="--" if m.endswith("+omp") else "-")
+        ax.plot(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            marker="o",
+            label=m,
+            color=colors[m],
+            linestyle="--" if m.endswith("+omp") else "-",
+        )
     ax.set_xscale("log", base=2)
     ax.set_xlabel("L0 (mean non-zeros per row, test)")
     ax.set_ylabel("explained variance (test)")
@@ -277,8 +329,9 @@ def _plots(results: list[dict[str, Any]], usage: dict[str, list[int]], folder: P
     for r in ok:
         counts = usage.get(f"{r['method']}-k{r['k']}")
         if r["k"] == k_max and counts is not None:
-            ax.hist(np.log10(np.asarray(counts) + 1), bins=30, histtype="step", label=r["method"],
-                    color=colors[r["method"]])
+            ax.hist(
+                np.log10(np.asarray(counts) + 1), bins=30, histtype="step", label=r["method"], color=colors[r["method"]]
+            )
     ax.set_xlabel(f"log10(1 + rows using the atom), test, k={k_max}")
     ax.set_ylabel("atoms")
     ax.legend(fontsize=8)
@@ -295,8 +348,9 @@ def _html(report: dict[str, Any], plots: list[str]) -> str:
     results = report["results"]
     cols = [c for c in TABLE_COLUMNS if any(c in r for r in results)]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in cols) + "</tr>"
-                   for r in results)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in cols) + "</tr>" for r in results
+    )
     imgs = "".join(f'<figure><img src="{p}" alt="{p}"><figcaption>{p}</figcaption></figure>' for p in plots)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>dbksvd comparison</title>
@@ -304,9 +358,9 @@ def _html(report: dict[str, Any], plots: list[str]) -> str:
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
 figure{{display:inline-block;margin:1em}}</style></head>
 <body><h1>dbksvd comparison</h1>
-<p>{report['rows']} rows x {report['features']} features; split train {report['split']['train']},
-validation {report['split']['val']}, test {report['split']['test']} (seed {cfg['seed']});
-K = {cfg['atoms']}; preprocessing {html.escape(cfg['preprocessing'])}. Metrics on the test rows.</p>
+<p>{report["rows"]} rows x {report["features"]} features; split train {report["split"]["train"]},
+validation {report["split"]["val"]}, test {report["split"]["test"]} (seed {cfg["seed"]});
+K = {cfg["atoms"]}; preprocessing {html.escape(cfg["preprocessing"])}. Metrics on the test rows.</p>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 {imgs}
 </body></html>

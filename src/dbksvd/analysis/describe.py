@@ -23,10 +23,48 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-STOP_WORDS = frozenset("""
-a an the of and or with without in on at to for from by as is are be this that these those it its
-into onto over under up down out off per via not no s
-""".split())
+STOP_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "and",
+        "or",
+        "with",
+        "without",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "from",
+        "by",
+        "as",
+        "is",
+        "are",
+        "be",
+        "this",
+        "that",
+        "these",
+        "those",
+        "it",
+        "its",
+        "into",
+        "onto",
+        "over",
+        "under",
+        "up",
+        "down",
+        "out",
+        "off",
+        "per",
+        "via",
+        "not",
+        "no",
+        "s",
+    ]
+)
 _TOKEN = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
 
 #: total weight of the informative Dirichlet prior (the corpus term shares, scaled)
@@ -43,8 +81,11 @@ def caption_terms(text: str) -> list[str]:
     adjacent content words ("smiling eyes")."""
     tokens = tokenize(text)
     words = [t for t in tokens if t not in STOP_WORDS and len(t) > 1]
-    pairs = [f"{a} {b}" for a, b in zip(tokens, tokens[1:])
-             if a not in STOP_WORDS and b not in STOP_WORDS and len(a) > 1 and len(b) > 1]
+    pairs = [
+        f"{a} {b}"
+        for a, b in zip(tokens, tokens[1:])
+        if a not in STOP_WORDS and b not in STOP_WORDS and len(a) > 1 and len(b) > 1
+    ]
     return list(dict.fromkeys(words + pairs))
 
 
@@ -79,14 +120,15 @@ class CaptionTerms:
         prior = PRIOR_WEIGHT * self.corpus_counts / max(self.total, 1.0)
         out = []
         for u in range(len(groups)):
-            ids = Y.indices[Y.indptr[u]:Y.indptr[u + 1]]
-            yi = Y.data[Y.indptr[u]:Y.indptr[u + 1]]
+            ids = Y.indices[Y.indptr[u] : Y.indptr[u + 1]]
+            yi = Y.data[Y.indptr[u] : Y.indptr[u + 1]]
             yj = self.corpus_counts[ids] - yi
             ni = yi.sum() if len(yi) else 0.0
             nj = self.total - ni
             a = prior[ids]
-            delta = (np.log((yi + a) / (ni + PRIOR_WEIGHT - yi - a))
-                     - np.log((yj + a) / np.maximum(nj + PRIOR_WEIGHT - yj - a, 1e-9)))
+            delta = np.log((yi + a) / (ni + PRIOR_WEIGHT - yi - a)) - np.log(
+                (yj + a) / np.maximum(nj + PRIOR_WEIGHT - yj - a, 1e-9)
+            )
             z = delta / np.sqrt(1.0 / (yi + a) + 1.0 / (yj + a))
             z = np.where(yi >= min(2, len(groups[u])), z, -np.inf)  # a term from one caption is not a pattern
             order = np.argsort(-z, kind="stable")
@@ -144,8 +186,9 @@ def _unit(X: Any) -> torch.Tensor:
     return torch.as_tensor(unit_rows(np.asarray(X, dtype=np.float32)))
 
 
-def nearest_entries(directions: np.ndarray, entry_vectors: np.ndarray, top: int = 3,
-                    chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def nearest_entries(
+    directions: np.ndarray, entry_vectors: np.ndarray, top: int = 3, chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``top`` entries with the largest cosine to each direction: (m, top) indices and
     cosines. ``directions`` (m, e), ``entry_vectors`` (p, e), in one comparison space."""
     U, V = _unit(directions), _unit(entry_vectors)
@@ -153,8 +196,8 @@ def nearest_entries(directions: np.ndarray, entry_vectors: np.ndarray, top: int 
     idx = np.zeros((U.shape[0], top), dtype=np.int64)
     cos = np.zeros((U.shape[0], top))
     for s in range(0, U.shape[0], chunk):
-        best = (U[s:s + chunk] @ V.T).topk(top, dim=1)
-        idx[s:s + chunk], cos[s:s + chunk] = best.indices.numpy(), best.values.double().numpy()
+        best = (U[s : s + chunk] @ V.T).topk(top, dim=1)
+        idx[s : s + chunk], cos[s : s + chunk] = best.indices.numpy(), best.values.double().numpy()
     return idx, cos
 
 
@@ -162,6 +205,9 @@ def head_classes(directions: np.ndarray, weight: np.ndarray, top: int = 3) -> tu
     """The ``top`` classes whose logits grow most along each direction: ``directions`` (m, d)
     in the head's input space, ``weight`` (C, d) the head's weight matrix (the bias does not
     change along a direction). Returns (m, top) class indices and logit changes per unit step."""
-    G = torch.as_tensor(np.asarray(directions), dtype=torch.float32) @ torch.as_tensor(np.asarray(weight), dtype=torch.float32).T
+    G = (
+        torch.as_tensor(np.asarray(directions), dtype=torch.float32)
+        @ torch.as_tensor(np.asarray(weight), dtype=torch.float32).T
+    )
     best = G.topk(min(top, G.shape[1]), dim=1)
     return best.indices.numpy(), best.values.double().numpy()

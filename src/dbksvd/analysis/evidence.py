@@ -78,7 +78,9 @@ def _top_per_atom(atom: np.ndarray, strength: np.ndarray, K: int, top: int) -> t
     return out, out >= 0
 
 
-def nearest_atoms(dictionary: torch.Tensor | np.ndarray, q: int = 5, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def nearest_atoms(
+    dictionary: torch.Tensor | np.ndarray, q: int = 5, chunk: int = 2048
+) -> tuple[np.ndarray, np.ndarray]:
     """For each atom of ``dictionary`` (K, d): the ``q`` other atoms with the largest |cosine|,
     (K, q) indices and (K, q) signed cosines, best first."""
     D = torch.as_tensor(np.asarray(dictionary), dtype=torch.float32)
@@ -88,17 +90,24 @@ def nearest_atoms(dictionary: torch.Tensor | np.ndarray, q: int = 5, chunk: int 
     idx = np.zeros((K, q), dtype=np.int64)
     cos = np.zeros((K, q))
     for s in range(0, K, chunk):
-        G = D[s:s + chunk] @ D.T
+        G = D[s : s + chunk] @ D.T
         r = torch.arange(G.shape[0])
         G[r, r + s] = 0.0
         best = G.abs().topk(q, dim=1).indices
-        idx[s:s + chunk] = best.numpy()
-        cos[s:s + chunk] = G.gather(1, best).double().numpy()
+        idx[s : s + chunk] = best.numpy()
+        cos[s : s + chunk] = G.gather(1, best).double().numpy()
     return idx, cos
 
 
-def atom_evidence(codes: SparseCodes, dictionary: torch.Tensor | np.ndarray | None = None, *,
-                  rows: np.ndarray | None = None, top: int = 20, nearest: int = 5, bins: int = 21) -> AtomEvidence:
+def atom_evidence(
+    codes: SparseCodes,
+    dictionary: torch.Tensor | np.ndarray | None = None,
+    *,
+    rows: np.ndarray | None = None,
+    top: int = 20,
+    nearest: int = 5,
+    bins: int = 21,
+) -> AtomEvidence:
     """Evidence for every atom from ``codes`` of ``n`` items and the ``dictionary`` (K, d)
     (needed for the ``nearest`` atoms only; ``nearest=0`` skips them).
 
@@ -132,8 +141,17 @@ def atom_evidence(codes: SparseCodes, dictionary: torch.Tensor | np.ndarray | No
         near, near_cos = nearest_atoms(dictionary, nearest)
     else:
         near, near_cos = np.zeros((K, 0), dtype=np.int64), np.zeros((K, 0))
-    return AtomEvidence(n_items=len(codes), count=count, mean_abs=mean_abs, top=tops, top_coef=coefs,
-                        hist=hist, hist_max=hist_max, nearest=near, nearest_cos=near_cos)
+    return AtomEvidence(
+        n_items=len(codes),
+        count=count,
+        mean_abs=mean_abs,
+        top=tops,
+        top_coef=coefs,
+        hist=hist,
+        hist_max=hist_max,
+        nearest=near,
+        nearest_cos=near_cos,
+    )
 
 
 def active_matrix(codes: SparseCodes, atoms: np.ndarray, signs: np.ndarray) -> np.ndarray:

@@ -28,9 +28,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,8 +94,11 @@ class ExplainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ParameterError(f"{name} must be a positive integer, got {v!r}")
-        if not (0 < self.select_fraction < 1 and 0 < self.test_fraction < 1
-                and self.select_fraction + self.test_fraction < 1):
+        if not (
+            0 < self.select_fraction < 1
+            and 0 < self.test_fraction < 1
+            and self.select_fraction + self.test_fraction < 1
+        ):
             raise ParameterError("select_fraction and test_fraction must be in (0, 1) and leave items to describe")
         if self.vocabularies is not None and not self.vocabularies:
             raise ParameterError("give at least one vocabulary, or leave the default")
@@ -164,9 +168,8 @@ class TextSide:
             rows = self.encoder.encode_texts(list(vocab.entries), progress=self.show_progress)
             rows = unit_rows(rows).astype(np.float16)
             try:
-                with atomic_path(path) as tmp:
-                    with open(tmp, "wb") as f:
-                        np.save(f, rows)
+                with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                    np.save(f, rows)
             except OSError:
                 pass  # an unwritable cache only costs time
         rows = np.asarray(rows, dtype=np.float32)
@@ -206,18 +209,18 @@ class ExplainContext:
     """Everything about the store that does not depend on the dictionary."""
 
     cfg: ExplainConfig
-    rows: Any                          # the store space (a row source)
-    X: np.ndarray                      # (n, d) its rows, in memory
+    rows: Any  # the store space (a row source)
+    X: np.ndarray  # (n, d) its rows, in memory
     ids: list[str]
     captions: list[str | None]
-    split: dict[str, np.ndarray]       # describe / select / test row ids
+    split: dict[str, np.ndarray]  # describe / select / test row ids
     text: TextSide | None
-    caption_unit: np.ndarray | None    # (n, e) unit caption embeddings, or None (no scores)
+    caption_unit: np.ndarray | None  # (n, e) unit caption embeddings, or None (no scores)
     terms: CaptionTerms | None
-    mapping: Any                       # SharedSpace, a fitted LinearBridge, or None
+    mapping: Any  # SharedSpace, a fitted LinearBridge, or None
     # (Vocabulary, its vectors in the comparison space, its vectors in the text space centred)
     vocabularies: list[tuple[Any, np.ndarray, np.ndarray]]
-    head: Any                          # ClassifierHead or None
+    head: Any  # ClassifierHead or None
     notes: list[str]
     info: dict[str, Any]
 
@@ -232,8 +235,9 @@ def _float(v: Any) -> float | None:
     return None if math.isnan(v) else v
 
 
-def explain(model: Any, store: Any, space: str | None = None, config: ExplainConfig | None = None, *,
-            show_progress: bool = True) -> Explanation:
+def explain(
+    model: Any, store: Any, space: str | None = None, config: ExplainConfig | None = None, *, show_progress: bool = True
+) -> Explanation:
     """Describe and score every atom of ``model`` on the items of ``store`` (an
     :class:`~dbksvd.data.EmbeddingStore`; ``space``: default the one the model was fitted on,
     else the store's default)."""
@@ -245,29 +249,45 @@ def explain(model: Any, store: Any, space: str | None = None, config: ExplainCon
     if ctx.cfg.baseline:
         from ..baselines.classical import RandomDictionary
 
-        random = RandomDictionary(int(model.components_.shape[0]), int(model.n_nonzero),
-                                  preprocessing=getattr(model, "preprocessing", "normalize+center+scale"),
-                                  random_state=ctx.cfg.seed)
+        random = RandomDictionary(
+            int(model.components_.shape[0]),
+            int(model.n_nonzero),
+            preprocessing=getattr(model, "preprocessing", "normalize+center+scale"),
+            random_state=ctx.cfg.seed,
+        )
         random.fit(ctx.X[ctx.split["describe"]])
         baseline_atoms, summary["random"] = _explain_model(random, ctx, "random directions", show_progress)
     return Explanation(atoms, summary, baseline_atoms)
 
 
-def explain_model(model: Any, ctx: "ExplainContext", *, show_progress: bool = False) -> tuple[list[dict], dict]:
+def explain_model(model: Any, ctx: ExplainContext, *, show_progress: bool = False) -> tuple[list[dict], dict]:
     """The atom records and the summary of one dictionary in a prepared context (no baseline)."""
     from ..models import check_rows
 
     check_rows(model, ctx.rows)
     atoms, agg = _explain_model(model, ctx, "model", show_progress)
-    summary = {**ctx.info, "model": {"architecture": getattr(model, "architecture_name", type(model).__name__),
-                                     "atoms": int(model.components_.shape[0]), "k": int(model.n_nonzero)},
-               **agg, "notes": ctx.notes}
+    summary = {
+        **ctx.info,
+        "model": {
+            "architecture": getattr(model, "architecture_name", type(model).__name__),
+            "atoms": int(model.components_.shape[0]),
+            "k": int(model.n_nonzero),
+        },
+        **agg,
+        "notes": ctx.notes,
+    }
     return atoms, summary
 
 
-def explain_context(store: Any, space: str | None = None, config: ExplainConfig | None = None, *,
-                    split: dict[str, np.ndarray] | None = None, show_progress: bool = True,
-                    model: Any = None) -> ExplainContext:
+def explain_context(
+    store: Any,
+    space: str | None = None,
+    config: ExplainConfig | None = None,
+    *,
+    split: dict[str, np.ndarray] | None = None,
+    show_progress: bool = True,
+    model: Any = None,
+) -> ExplainContext:
     """Everything about ``store``'s space that does not depend on the dictionary: rows,
     captions and their embeddings, the item split, the bridge, vocabularies, the head.
     ``split``: ``{"describe", "select", "test"}`` row ids (default: drawn with the config's
@@ -293,9 +313,15 @@ def explain_context(store: Any, space: str | None = None, config: ExplainConfig 
     notes: list[str] = []
     spaces = store.manifest["spaces"]
     encoder_of = {name: spaces[name]["encoder"]["name"] for name in spaces}
-    info: dict[str, Any] = {"store": str(store.path), "space": space, "coder": cfg.coder or "own",
-                            "items": n, "captioned_items": n_captioned,
-                            "encoder": encoder_of[space], "split": {k: int(len(v)) for k, v in split.items()}}
+    info: dict[str, Any] = {
+        "store": str(store.path),
+        "space": space,
+        "coder": cfg.coder or "own",
+        "items": n,
+        "captioned_items": n_captioned,
+        "encoder": encoder_of[space],
+        "split": {k: int(len(v)) for k, v in split.items()},
+    }
 
     text_space = "text" if "text" in spaces else None
     text_spec = cfg.text_encoder or (encoder_of[text_space] if text_space else DEFAULT_TEXT_ENCODER)
@@ -322,11 +348,15 @@ def explain_context(store: Any, space: str | None = None, config: ExplainConfig 
         text.known(captions, caption_unit)
         terms = CaptionTerms(captions)
         if n_captioned < n:
-            notes.append(f"{n - n_captioned} of {n} items have no caption: they count as dissimilar to every "
-                         "description in the scores")
+            notes.append(
+                f"{n - n_captioned} of {n} items have no caption: they count as dissimilar to every "
+                "description in the scores"
+            )
     else:
-        notes.append("the store has no captions: descriptions come from vocabularies and the classifier head "
-                     "only, and faithfulness and specificity cannot be computed")
+        notes.append(
+            "the store has no captions: descriptions come from vocabularies and the classifier head "
+            "only, and faithfulness and specificity cannot be computed"
+        )
 
     mapping = None
     if shared:
@@ -338,15 +368,18 @@ def explain_context(store: Any, space: str | None = None, config: ExplainConfig 
         fit_rows = np.sort(np.concatenate([split["describe"], split["select"]]))
         has = np.array([captions[i] is not None for i in range(n)])
         fit_rows, test_rows = fit_rows[has[fit_rows]], split["test"][has[split["test"]]]
-        bridge, report = fit_bridge(X[fit_rows], caption_rows[fit_rows], [captions[i] for i in fit_rows],
-                                    kind=cfg.bridge, seed=cfg.seed)
+        bridge, report = fit_bridge(
+            X[fit_rows], caption_rows[fit_rows], [captions[i] for i in fit_rows], kind=cfg.bridge, seed=cfg.seed
+        )
         report["test"] = bridge_recall(bridge, X[test_rows], caption_rows[test_rows], [captions[i] for i in test_rows])
         mapping = bridge
         info["text_space"] = f"linear bridge ({bridge.kind}) from {space} to {text_spec}"
         info["bridge"] = report
     else:
-        notes.append(f"the {space} space ({encoder_of[space]}) is not a text space and the store has no "
-                     "captions to learn a bridge from: no vocabulary descriptions")
+        notes.append(
+            f"the {space} space ({encoder_of[space]}) is not a text space and the store has no "
+            "captions to learn a bridge from: no vocabulary descriptions"
+        )
 
     vocabularies: list[tuple[Any, np.ndarray, np.ndarray]] = []
     if mapping is not None:
@@ -378,15 +411,17 @@ def explain_context(store: Any, space: str | None = None, config: ExplainConfig 
     if head is not None:
         info["head"] = f"{encoder_of[space]} ({len(head.class_names)} classes)"
         text.embed(head.class_names)
-    return ExplainContext(cfg, rows, X, ids, captions, split, text, caption_unit, terms, mapping, vocabularies, head, notes,
-                    info)
+    return ExplainContext(
+        cfg, rows, X, ids, captions, split, text, caption_unit, terms, mapping, vocabularies, head, notes, info
+    )
 
 
 # -- one dictionary ---------------------------------------------------------------------------
 
 
-def _candidates(ctx: ExplainContext, D: np.ndarray, units: list[tuple[int, str]],
-                groups: list[np.ndarray]) -> list[list[tuple[str, str]]]:
+def _candidates(
+    ctx: ExplainContext, D: np.ndarray, units: list[tuple[int, str]], groups: list[np.ndarray]
+) -> list[list[tuple[str, str]]]:
     """Per unit (atom, side): distinct ``(text, source)`` candidates in order of preference."""
     cands: list[list[tuple[str, str]]] = [[] for _ in units]
     if not units:
@@ -424,8 +459,17 @@ def _candidates(ctx: ExplainContext, D: np.ndarray, units: list[tuple[int, str]]
     return out
 
 
-def _scores(ctx: ExplainContext, codes: SparseCodes, rows: np.ndarray, units: list[tuple[int, str]], primary: np.ndarray,
-            E: np.ndarray, owner: np.ndarray, K: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _scores(
+    ctx: ExplainContext,
+    codes: SparseCodes,
+    rows: np.ndarray,
+    units: list[tuple[int, str]],
+    primary: np.ndarray,
+    E: np.ndarray,
+    owner: np.ndarray,
+    K: int,
+    chunk: int = 2048,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Faithfulness and specificity of every candidate (embeddings ``E`` (c, e), ``owner``
     (c,) its unit) on the items ``rows``, and per unit the number of those items it is
     active on."""
@@ -451,11 +495,11 @@ def _scores(ctx: ExplainContext, codes: SparseCodes, rows: np.ndarray, units: li
     faith = np.full(len(E), np.nan)
     spec = np.full(len(E), np.nan)
     for s in range(0, len(E), chunk):
-        e, o = E[s:s + chunk], owner[s:s + chunk]
-        faith[s:s + chunk] = metrics.faithfulness(e @ C.T, active[o])
+        e, o = E[s : s + chunk], owner[s : s + chunk]
+        faith[s : s + chunk] = metrics.faithfulness(e @ C.T, active[o])
         own = np.where(primary[o], col_of[atoms[o]], -1)
         if len(cols):
-            spec[s:s + chunk] = metrics.specificity(e @ tops[cols].T, own)
+            spec[s : s + chunk] = metrics.specificity(e @ tops[cols].T, own)
     return faith, spec, active.sum(axis=1)
 
 
@@ -497,12 +541,14 @@ def _explain_model(model: Any, ctx: ExplainContext, label: str, show_progress: b
             f_test, s_test, _ = _scores(ctx, codes, ctx.split["test"], units, primary, E, owner, K)
             start, choice_f = 0, []
             for u, c in enumerate(cands):
-                f, sp = f_sel[start:start + len(c)], s_sel[start:start + len(c)]
-                key = [(-1.0 if math.isnan(a) else a, -1.0 if math.isnan(b) else b, -i)
-                       for i, (a, b) in enumerate(zip(f, sp))]
+                f, sp = f_sel[start : start + len(c)], s_sel[start : start + len(c)]
+                key = [
+                    (-1.0 if math.isnan(a) else a, -1.0 if math.isnan(b) else b, -i)
+                    for i, (a, b) in enumerate(zip(f, sp))
+                ]
                 chosen[u] = max(range(len(c)), key=lambda i: key[i]) if c else 0
                 choice_f.append(np.array([k[0] for k in key]))
-                test_scores[u] = (f_test[start:start + len(c)], s_test[start:start + len(c)])
+                test_scores[u] = (f_test[start : start + len(c)], s_test[start : start + len(c)])
                 start += len(c)
             if cfg.distinct:
                 best = np.array([f[c] if len(f) else np.nan for f, c in zip(choice_f, chosen)])
@@ -518,62 +564,98 @@ def _explain_model(model: Any, ctx: ExplainContext, label: str, show_progress: b
     return atoms, _aggregate(atoms, K, scored)
 
 
-def _distinct(cands: list[list[tuple[str, str]]], chosen: list[int], choice_f: list[np.ndarray],
-              primary: np.ndarray, margin: np.ndarray) -> None:
+def _distinct(
+    cands: list[list[tuple[str, str]]],
+    chosen: list[int],
+    choice_f: list[np.ndarray],
+    primary: np.ndarray,
+    margin: np.ndarray,
+) -> None:
     """Give two atoms the same words only when nothing as good is free (a one-standard-error
     rule): in order of their choice faithfulness, each described atom keeps its best
     candidate unless an atom before it holds that text, then takes its best free candidate
     whose choice faithfulness is within ``margin[u]`` (the standard error of its best) of its
     best, else keeps the shared one. ``chosen`` is updated in place; other sides are left alone."""
     taken: set[str] = set()
-    order = sorted((u for u in range(len(cands)) if cands[u] and primary[u]),
-                   key=lambda u: -choice_f[u][chosen[u]])
+    order = sorted((u for u in range(len(cands)) if cands[u] and primary[u]), key=lambda u: -choice_f[u][chosen[u]])
     for u in order:
         if metrics.normalize_description(cands[u][chosen[u]][0]) in taken:
             best = choice_f[u][chosen[u]]
-            free = [i for i in np.argsort(-choice_f[u], kind="stable")
-                    if choice_f[u][i] >= best - margin[u] and metrics.normalize_description(cands[u][i][0]) not in taken]
+            free = [
+                i
+                for i in np.argsort(-choice_f[u], kind="stable")
+                if choice_f[u][i] >= best - margin[u] and metrics.normalize_description(cands[u][i][0]) not in taken
+            ]
             if free:
                 chosen[u] = int(free[0])
         taken.add(metrics.normalize_description(cands[u][chosen[u]][0]))
 
 
-def evidence_records(ev: AtomEvidence, ids: list[str], captions: list[str | None],
-                     note: str | None = None) -> list[dict[str, Any]]:
+def evidence_records(
+    ev: AtomEvidence, ids: list[str], captions: list[str | None], note: str | None = None
+) -> list[dict[str, Any]]:
     """One ``atoms.jsonl`` record per atom (docs/explain.md) from the evidence alone: usage,
     counts, top items (``ids``/``captions`` by store row), histogram and nearest atoms, with no
     description yet (``note`` says why)."""
+
     def items(rows: np.ndarray, coefs: np.ndarray) -> list[dict[str, Any]]:
-        return [{"row": int(r), "id": ids[r], "caption": captions[r], "coef": float(c)}
-                for r, c in zip(rows, coefs) if r >= 0]
+        return [
+            {"row": int(r), "id": ids[r], "caption": captions[r], "coef": float(c)}
+            for r, c in zip(rows, coefs)
+            if r >= 0
+        ]
 
     usage = ev.usage()
-    return [{
-        "atom": a, "side": None, "description": None, "source": None, "faithfulness": None,
-        "specificity": None, "alternatives": [], "other_side": None, "note": note,
-        "usage": float(usage[a]), "count_positive": int(ev.count["pos"][a]),
-        "count_negative": int(ev.count["neg"][a]), "mean_positive": float(ev.mean_abs["pos"][a]),
-        "mean_negative": float(ev.mean_abs["neg"][a]),
-        "top_positive": items(ev.top["pos"][a], ev.top_coef["pos"][a]),
-        "top_negative": items(ev.top["neg"][a], ev.top_coef["neg"][a]),
-        "histogram": {"max": float(ev.hist_max[a]), "counts": ev.hist[a].tolist()},
-        "nearest": [{"atom": int(j), "cosine": float(c)} for j, c in zip(ev.nearest[a], ev.nearest_cos[a])],
-    } for a in range(ev.n_atoms)]
+    return [
+        {
+            "atom": a,
+            "side": None,
+            "description": None,
+            "source": None,
+            "faithfulness": None,
+            "specificity": None,
+            "alternatives": [],
+            "other_side": None,
+            "note": note,
+            "usage": float(usage[a]),
+            "count_positive": int(ev.count["pos"][a]),
+            "count_negative": int(ev.count["neg"][a]),
+            "mean_positive": float(ev.mean_abs["pos"][a]),
+            "mean_negative": float(ev.mean_abs["neg"][a]),
+            "top_positive": items(ev.top["pos"][a], ev.top_coef["pos"][a]),
+            "top_negative": items(ev.top["neg"][a], ev.top_coef["neg"][a]),
+            "histogram": {"max": float(ev.hist_max[a]), "counts": ev.hist[a].tolist()},
+            "nearest": [{"atom": int(j), "cosine": float(c)} for j, c in zip(ev.nearest[a], ev.nearest_cos[a])],
+        }
+        for a in range(ev.n_atoms)
+    ]
 
 
 def _records(ctx, ev: AtomEvidence, units, primary, cands, chosen, test_scores, scored) -> list[dict[str, Any]]:
-    records = evidence_records(ev, ctx.ids, ctx.captions,
-                               note=f"fewer than {ctx.cfg.min_items} describing items on either side")
+    records = evidence_records(
+        ev, ctx.ids, ctx.captions, note=f"fewer than {ctx.cfg.min_items} describing items on either side"
+    )
     for u, ((a, side), is_primary) in enumerate(zip(units, primary)):
         c = cands[u]
         if not c:
             continue
         f, s = test_scores[u]
-        alts = [{"description": t, "source": src, "faithfulness": _float(f[i]) if scored else None,
-                 "specificity": _float(s[i]) if scored and is_primary else None} for i, (t, src) in enumerate(c)]
+        alts = [
+            {
+                "description": t,
+                "source": src,
+                "faithfulness": _float(f[i]) if scored else None,
+                "specificity": _float(s[i]) if scored and is_primary else None,
+            }
+            for i, (t, src) in enumerate(c)
+        ]
         best = alts[chosen[u]]
-        entry = {"side": SIDE_MARK[side], "description": best["description"], "source": best["source"],
-                 "faithfulness": best["faithfulness"]}
+        entry = {
+            "side": SIDE_MARK[side],
+            "description": best["description"],
+            "source": best["source"],
+            "faithfulness": best["faithfulness"],
+        }
         rec = records[a]
         if is_primary:
             rec.update(entry, specificity=best["specificity"], alternatives=alts, note=None)
@@ -594,8 +676,11 @@ def _aggregate(atoms: list[dict[str, Any]], K: int, scored: bool) -> dict[str, A
     if scored:
         for name in ("faithfulness", "specificity"):
             vals = np.array([r[name] for r in described if r[name] is not None], dtype=np.float64)
-            out[name] = {"mean": float(vals.mean()) if len(vals) else None,
-                         "median": float(np.median(vals)) if len(vals) else None, "atoms": int(len(vals))}
+            out[name] = {
+                "mean": float(vals.mean()) if len(vals) else None,
+                "median": float(np.median(vals)) if len(vals) else None,
+                "atoms": int(len(vals)),
+            }
     return out
 
 
@@ -605,19 +690,27 @@ def _aggregate(atoms: list[dict[str, Any]], K: int, scored: bool) -> dict[str, A
 def summary_table(summary: dict[str, Any]) -> str:
     """The headline numbers of a summary (model and random directions) as markdown."""
     rows = [("model", summary)] + ([("random directions", summary["random"])] if "random" in summary else [])
-    lines = ["| dictionary | described | faithfulness (mean AUROC) | specificity (mean 1/rank) | diversity |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| dictionary | described | faithfulness (mean AUROC) | specificity (mean 1/rank) | diversity |",
+        "|---|---|---|---|---|",
+    ]
     for name, s in rows:
-        def get(key):
+
+        def get(key, s=s):
             v = (s.get(key) or {}).get("mean") if isinstance(s.get(key), dict) else s.get(key)
             return "n/a" if v is None else f"{v:.3f}"
-        lines.append(f"| {name} | {s['described']} / {s['atoms']} | {get('faithfulness')} | {get('specificity')} | "
-                     f"{get('diversity')} |")
+
+        lines.append(
+            f"| {name} | {s['described']} / {s['atoms']} | {get('faithfulness')} | {get('specificity')} | "
+            f"{get('diversity')} |"
+        )
     text = "\n".join(lines) + "\n"
     if "bridge" in summary:
         b = summary["bridge"]
-        text += (f"\nbridge ({b['kind']}, {summary['space']} -> text): held-out image->caption recall@1 "
-                 f"{b['test']['recall@1']:.3f}, recall@5 {b['test']['recall@5']:.3f} over {b['test']['gallery']} captions\n")
+        text += (
+            f"\nbridge ({b['kind']}, {summary['space']} -> text): held-out image->caption recall@1 "
+            f"{b['test']['recall@1']:.3f}, recall@5 {b['test']['recall@5']:.3f} over {b['test']['gallery']} captions\n"
+        )
     for note in summary.get("notes", []):
         text += f"\nnote: {note}\n"
     return text
@@ -651,8 +744,19 @@ def read_atoms(path: str | Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-__all__ = ["ExplainConfig", "Explanation", "explain", "explain_context", "explain_model", "ExplainContext",
-           "write_explanation", "read_atoms", "summary_table", "explanation_scores", "evidence_records"]
+__all__ = [
+    "ExplainConfig",
+    "Explanation",
+    "explain",
+    "explain_context",
+    "explain_model",
+    "ExplainContext",
+    "write_explanation",
+    "read_atoms",
+    "summary_table",
+    "explanation_scores",
+    "evidence_records",
+]
 
 
 def explanation_scores(model: Any, ctx: ExplainContext) -> dict[str, Any]:

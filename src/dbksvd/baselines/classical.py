@@ -23,7 +23,7 @@ from ..validation import float_dtype
 class _FixedCoderDictionary(DBKSVD, abc.ABC):
     """DBKSVD minus its learning: subclasses set ``self._D`` (K, d) in ``_learn``."""
 
-    def fit(self, X: Any, y: Any = None) -> "_FixedCoderDictionary":
+    def fit(self, X: Any, y: Any = None) -> _FixedCoderDictionary:
         source = as_source(X)
         n, d = source.shape
         cfg = self._validated(d)
@@ -64,9 +64,15 @@ class MiniBatchDictionary(_FixedCoderDictionary):
         except ImportError:
             raise MissingDependencyError("the sklearn baseline needs scikit-learn: pip install scikit-learn") from None
         Z = self._prepare(next(source.iter_chunks(source.shape[0]))).cpu().numpy()
-        est = MiniBatchDictionaryLearning(n_components=cfg["K"], alpha=1.0, batch_size=256, max_iter=self.max_iter,
-                                          transform_algorithm="omp", transform_n_nonzero_coefs=cfg["k"],
-                                          random_state=int(rng.integers(2**31 - 1)))
+        est = MiniBatchDictionaryLearning(
+            n_components=cfg["K"],
+            alpha=1.0,
+            batch_size=256,
+            max_iter=self.max_iter,
+            transform_algorithm="omp",
+            transform_n_nonzero_coefs=cfg["k"],
+            random_state=int(rng.integers(2**31 - 1)),
+        )
         est.fit(Z)
         D = est.components_.astype(np.float64)
         norms = np.linalg.norm(D, axis=1, keepdims=True)

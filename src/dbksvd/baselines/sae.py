@@ -164,8 +164,9 @@ def _nmse(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     return ((x - x_hat).square().sum(dim=1) / x.square().sum(dim=1).clamp_min(1e-12)).mean()
 
 
-def _aux_loss(model: SparseAutoencoder, pre: torch.Tensor, residual: torch.Tensor, candidates: torch.Tensor,
-              aux_k: int) -> torch.Tensor:
+def _aux_loss(
+    model: SparseAutoencoder, pre: torch.Tensor, residual: torch.Tensor, candidates: torch.Tensor, aux_k: int
+) -> torch.Tensor:
     """Reconstruct the detached residual from the ``aux_k`` largest pre-activations of the
     ``candidates`` (dead or under-used latents), normalised by the residual's variance."""
     if not bool(candidates.any()):
@@ -189,8 +190,15 @@ def _zipf_underused(density: torch.Tensor, k: int) -> torch.Tensor:
     return density < 0.5 * expected
 
 
-def train_sae(model: SparseAutoencoder, batches, n_train: int, X_val: torch.Tensor, cfg: SAETrainConfig,
-              generator: torch.Generator, progress: Any = None) -> dict[str, Any]:
+def train_sae(
+    model: SparseAutoencoder,
+    batches,
+    n_train: int,
+    X_val: torch.Tensor,
+    cfg: SAETrainConfig,
+    generator: torch.Generator,
+    progress: Any = None,
+) -> dict[str, Any]:
     """Train ``model`` in place; ``batches(epoch)`` yields training batches (tensors on the
     model's device). Returns the history and why training stopped; the weights are those of
     the best validation epoch. Raises :class:`FloatingPointError` on a non-finite loss."""
@@ -234,10 +242,13 @@ def train_sae(model: SparseAutoencoder, batches, n_train: int, X_val: torch.Tens
             if model.architecture == "relu":
                 loss = loss + model.l1_coef * (z.sum(dim=1) / x.square().sum(dim=1).sqrt().clamp_min(1e-12)).mean()
             elif model.architecture in ("topk", "batchtopk"):
-                loss = loss + cfg.aux_coef * _aux_loss(model, pre, (x - x_hat).detach(), since_fired >= dead_rows, aux_k)
+                loss = loss + cfg.aux_coef * _aux_loss(
+                    model, pre, (x - x_hat).detach(), since_fired >= dead_rows, aux_k
+                )
             else:
-                loss = loss + cfg.aux_coef * _aux_loss(model, pre, (x - x_hat).detach(), _zipf_underused(density, k),
-                                                       aux_k)
+                loss = loss + cfg.aux_coef * _aux_loss(
+                    model, pre, (x - x_hat).detach(), _zipf_underused(density, k), aux_k
+                )
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite training loss at epoch {epoch + 1}, step {step + 1}")
             opt.zero_grad(set_to_none=True)
@@ -260,8 +271,16 @@ def train_sae(model: SparseAutoencoder, batches, n_train: int, X_val: torch.Tens
         if model.architecture in THRESHOLD_ARCHITECTURES:
             calibrate_threshold(model, X_val)
         val, val_l0 = evaluate_nmse(model, X_val)
-        history.append({"epoch": epoch, "train_loss": total_loss / max(rows, 1), "val_nmse": val, "val_l0": val_l0,
-                        "seconds": time.perf_counter() - t0, "dead": int((since_fired >= dead_rows).sum())})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": total_loss / max(rows, 1),
+                "val_nmse": val,
+                "val_l0": val_l0,
+                "seconds": time.perf_counter() - t0,
+                "dead": int((since_fired >= dead_rows).sum()),
+            }
+        )
         if progress is not None:
             progress.set_postfix(epoch=epoch + 1, val_nmse=f"{val:.4f}", l0=f"{val_l0:.1f}")
         # the ReLU SAE's λ is still moving while its L0 is off target: such epochs don't count
@@ -295,7 +314,7 @@ def evaluate_nmse(model: SparseAutoencoder, X: torch.Tensor, chunk: int = 8192) 
     model.eval()
     total, l0 = 0.0, 0.0
     for s in range(0, X.shape[0], chunk):
-        x = X[s:s + chunk]
+        x = X[s : s + chunk]
         z = model.encode(x)
         total += float(_nmse(x, model.decode(z))) * x.shape[0]
         l0 += float((z > 0).sum())
@@ -339,11 +358,24 @@ class SAE(DictionaryModel):
     latents, seconds), ``stopped_`` (``"early_stopping"``, ``"decayed"`` or ``"max_epochs"``).
     """
 
-    def __init__(self, architecture: str = "topk", n_atoms: int = 4096, n_nonzero: int = 32, *,
-                 preprocessing: str = DEFAULT_PREPROCESSING, lr: float | None = None, batch_size: int = 4096,
-                 max_epochs: int = 50, patience: int = 5, aux_k: int | None = None, aux_coef: float = 1 / 32,
-                 validation_fraction: float = 0.1, random_state: int | None = None, device: Any = None,
-                 verbose: int = 0):
+    def __init__(
+        self,
+        architecture: str = "topk",
+        n_atoms: int = 4096,
+        n_nonzero: int = 32,
+        *,
+        preprocessing: str = DEFAULT_PREPROCESSING,
+        lr: float | None = None,
+        batch_size: int = 4096,
+        max_epochs: int = 50,
+        patience: int = 5,
+        aux_k: int | None = None,
+        aux_coef: float = 1 / 32,
+        validation_fraction: float = 0.1,
+        random_state: int | None = None,
+        device: Any = None,
+        verbose: int = 0,
+    ):
         self.architecture = architecture
         self.n_atoms = n_atoms
         self.n_nonzero = n_nonzero
@@ -369,15 +401,18 @@ class SAE(DictionaryModel):
             "K": K,
             "k": check_n_nonzero(self.n_nonzero, K, d),
             "preprocessing": parse_steps(self.preprocessing),
-            "train": SAETrainConfig(lr=check_tol(self.lr, "lr"), batch_size=check_positive_int(self.batch_size, "batch_size"),
-                                    max_epochs=check_positive_int(self.max_epochs, "max_epochs"),
-                                    patience=check_positive_int(self.patience, "patience"),
-                                    aux_k=check_positive_int(self.aux_k, "aux_k", allow_none=True),
-                                    aux_coef=float(self.aux_coef)),
+            "train": SAETrainConfig(
+                lr=check_tol(self.lr, "lr"),
+                batch_size=check_positive_int(self.batch_size, "batch_size"),
+                max_epochs=check_positive_int(self.max_epochs, "max_epochs"),
+                patience=check_positive_int(self.patience, "patience"),
+                aux_k=check_positive_int(self.aux_k, "aux_k", allow_none=True),
+                aux_coef=float(self.aux_coef),
+            ),
             "device": resolve_device("auto" if self.device is None else self.device),
         }
 
-    def fit(self, X: Any, y: Any = None, *, X_val: Any = None) -> "SAE":
+    def fit(self, X: Any, y: Any = None, *, X_val: Any = None) -> SAE:
         """Train on ``X`` (n, d) (array or store space); ``X_val`` for early stopping."""
         source = as_source(X)
         n, d = source.shape
@@ -416,8 +451,11 @@ class SAE(DictionaryModel):
 
         from .._progress import progress
 
-        bar = progress(tcfg.max_epochs * math.ceil(n_train / tcfg.batch_size), f"{cfg['architecture']} SAE",
-                       enabled=bool(self.verbose))
+        bar = progress(
+            tcfg.max_epochs * math.ceil(n_train / tcfg.batch_size),
+            f"{cfg['architecture']} SAE",
+            enabled=bool(self.verbose),
+        )
         try:
             result = train_sae(module, batches, n_train, X_val_t, tcfg, gen, bar)
         finally:
@@ -449,34 +487,55 @@ class SAE(DictionaryModel):
                     width = max(1, int((z != 0).sum(dim=1).max())) if z.numel() else 1
                     codes = SparseCodes.from_dense(z, width)
                 else:
-                    codes = sparse_encode(Z - module.b_dec, module.W_dec, int(self.n_nonzero),
-                                          algorithm=coder, refit=coder == "mp", device=dev)
+                    codes = sparse_encode(
+                        Z - module.b_dec,
+                        module.W_dec,
+                        int(self.n_nonzero),
+                        algorithm=coder,
+                        refit=coder == "mp",
+                        device=dev,
+                    )
             codes = SparseCodes(codes.indices, codes.values, codes.n_atoms, norms)
             yield rows.cpu(), codes.to("cpu")
 
     def save(self, path: str | Path) -> Path:
         self._check_fitted()
         m = self.module_
-        tensors = {"encoder.weight": m.W_enc, "encoder.bias": m.b_enc, "decoder.bias": m.b_dec,
-                   "theta": m.theta, "l1_coef": m.l1_coef}
-        return write_model(path, architecture=self.architecture, params=jsonable(self.get_params()),
-                           components=self.components_, preprocessor=self._preprocessor(),
-                           data=getattr(self, "data_info_", None),
-                           state={"history": self.history_, **self.train_info_}, tensors=tensors)
+        tensors = {
+            "encoder.weight": m.W_enc,
+            "encoder.bias": m.b_enc,
+            "decoder.bias": m.b_dec,
+            "theta": m.theta,
+            "l1_coef": m.l1_coef,
+        }
+        return write_model(
+            path,
+            architecture=self.architecture,
+            params=jsonable(self.get_params()),
+            components=self.components_,
+            preprocessor=self._preprocessor(),
+            data=getattr(self, "data_info_", None),
+            state={"history": self.history_, **self.train_info_},
+            tensors=tensors,
+        )
 
     @classmethod
-    def load(cls, path: str | Path) -> "SAE":
+    def load(cls, path: str | Path) -> SAE:
         config, tensors, pre = read_model(path, ARCHITECTURES)
         try:
             model = cls(**config["params"])
             K, d = tensors["components"].shape
             module = SparseAutoencoder(d, K, config["architecture"], int(model.n_nonzero))
-            module.load_state_dict({"W_enc": torch.from_numpy(tensors["encoder.weight"]),
-                                    "b_enc": torch.from_numpy(tensors["encoder.bias"]),
-                                    "W_dec": torch.from_numpy(tensors["components"]),
-                                    "b_dec": torch.from_numpy(tensors["decoder.bias"]),
-                                    "theta": torch.from_numpy(tensors["theta"]),
-                                    "l1_coef": torch.from_numpy(tensors["l1_coef"])})
+            module.load_state_dict(
+                {
+                    "W_enc": torch.from_numpy(tensors["encoder.weight"]),
+                    "b_enc": torch.from_numpy(tensors["encoder.bias"]),
+                    "W_dec": torch.from_numpy(tensors["components"]),
+                    "b_dec": torch.from_numpy(tensors["decoder.bias"]),
+                    "theta": torch.from_numpy(tensors["theta"]),
+                    "l1_coef": torch.from_numpy(tensors["l1_coef"]),
+                }
+            )
         except (TypeError, KeyError, RuntimeError) as exc:
             raise ModelFormatError(f"{path}: not a loadable SAE ({' '.join(str(exc).split())[:120]})") from None
         model.module_ = module.eval()

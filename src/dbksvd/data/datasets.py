@@ -31,10 +31,11 @@ import struct
 import unicodedata
 import warnings
 import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,8 +60,16 @@ DATASET_NAMES = ("emoji", "fashion-mnist", "folder:PATH", "texts:PATH")
 DEFAULT_EMOJI_FONT = "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"
 DEFAULT_FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_LABELS = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
@@ -198,7 +207,7 @@ def _decode_lines(data: bytes) -> list[tuple[int, str, bool]]:
     UTF-8; an invalid line has ``valid`` False and its text decoded with U+FFFD replacements.
     A leading BOM is dropped."""
     if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
+        data = data[len(codecs.BOM_UTF8) :]
     lines = []
     for number, raw in enumerate(data.splitlines(), start=1):
         try:
@@ -365,8 +374,7 @@ class EmojiDataset(_ListDataset):
             stat = os.stat(self.font_path)
         except OSError:
             raise DataFileError(
-                f"emoji font {self.font_path} not found; apt-get install fonts-noto-color-emoji "
-                "(or pass font_path)"
+                f"emoji font {self.font_path} not found; apt-get install fonts-noto-color-emoji (or pass font_path)"
             ) from None
         entries, skipped, self.font_revision = _emoji_listing(self.font_path, stat.st_mtime_ns, stat.st_size)
         self.skipped = dict(skipped)
@@ -548,8 +556,9 @@ class FashionMNIST(Dataset):
         for part, labels, _, _ in self._splits:
             if index < len(labels):
                 label = int(labels[index])
-                return Item(id=f"{part}-{index:05d}", source=f"{part}:{index}",
-                            caption=FASHION_MNIST_LABELS[label], label=label)
+                return Item(
+                    id=f"{part}-{index:05d}", source=f"{part}:{index}", caption=FASHION_MNIST_LABELS[label], label=label
+                )
             index -= len(labels)
         raise IndexError(index)
 
@@ -749,8 +758,7 @@ class FolderDataset(_ListDataset):
                 missing = [name for name in ("path", "caption") if name not in header]
                 if missing:
                     raise DataFileError(
-                        f"captions file {path} lacks the column(s) {', '.join(missing)} "
-                        f"(header: {','.join(row)[:200]})"
+                        f"captions file {path} lacks the column(s) {', '.join(missing)} (header: {','.join(row)[:200]})"
                     )
                 continue
             if any(number in undecodable for number in range(first_line, reader.line_num + 1)):
@@ -989,8 +997,9 @@ def dataset_from_spec(spec: dict) -> Dataset:
         raise ParameterError(f"a dataset spec must be a dict, got {type(spec).__name__}")
     name = spec.get("name")
     if name == "emoji":
-        return EmojiDataset(spec.get("path"), spec.get("size", 160), codepoints=spec.get("codepoints"),
-                            limit=spec.get("limit"))
+        return EmojiDataset(
+            spec.get("path"), spec.get("size", 160), codepoints=spec.get("codepoints"), limit=spec.get("limit")
+        )
     if name == "fashion-mnist":
         return FashionMNIST(spec.get("path"), split=spec.get("split", "all"), limit=spec.get("limit"))
     if name == "folder":

@@ -24,8 +24,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +82,8 @@ class EmbeddingStore:
         if require_complete and not m["complete"]:
             raise DataFileError(
                 f"{self.path}: the store is incomplete ({m['count']} rows in {len(m['shards'])} shards so far); "
-                "rerun the same `dbksvd embed` command to finish it")
+                "rerun the same `dbksvd embed` command to finish it"
+            )
         self.count: int = m["count"]
         self.shard_rows: int = m["shard_rows"]
         self._offsets = np.cumsum([0] + [s["rows"] for s in m["shards"]])
@@ -105,7 +107,7 @@ class EmbeddingStore:
         """``image`` when present, else the only (or first) space."""
         return "image" if "image" in self.manifest["spaces"] else self.spaces[0]
 
-    def space(self, name: str | None = None) -> "StoreSpace":
+    def space(self, name: str | None = None) -> StoreSpace:
         """The rows of one space as a :class:`StoreSpace` (a row source)."""
         name = name or self.default_space()
         if name not in self.manifest["spaces"]:
@@ -142,7 +144,9 @@ class EmbeddingStore:
         except FileNotFoundError:
             raise DataFileError(f"{path}: missing shard (the manifest lists {len(self.manifest['shards'])})") from None
         except (ValueError, OSError, EOFError) as exc:
-            why = "truncated" if "length" in str(exc) or "size" in str(exc) or isinstance(exc, EOFError) else "unreadable"
+            why = (
+                "truncated" if "length" in str(exc) or "size" in str(exc) or isinstance(exc, EOFError) else "unreadable"
+            )
             raise DataFileError(f"{path}: {why} shard ({' '.join(str(exc).split())[:120]})") from None
         if arr.ndim != 2 or arr.shape[1] != info["dim"]:
             raise DataFileError(f"{path}: shape {arr.shape} does not match the store's dimension {info['dim']}")
@@ -170,10 +174,15 @@ class StoreSpace:
         return self.shape[0]
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "store", "name": f"store {self.store.path} ({self.name} space)",
-                "store": str(self.store.path), "space": self.name,
-                "encoder": self.encoder.get("name"), "dataset": self.store.dataset.get("name"),
-                "rows": self.shape[0]}
+        return {
+            "kind": "store",
+            "name": f"store {self.store.path} ({self.name} space)",
+            "store": str(self.store.path),
+            "space": self.name,
+            "encoder": self.encoder.get("name"),
+            "dataset": self.store.dataset.get("name"),
+            "rows": self.shape[0],
+        }
 
     def _n_shards(self) -> int:
         return len(self.store.manifest["shards"])
@@ -214,14 +223,14 @@ class StoreSpace:
         have = 0
         for i in rng.permutation(self._n_shards()):
             mm = self.store._open_shard(self.name, int(i))
-            pool[have:have + mm.shape[0]] = mm
+            pool[have : have + mm.shape[0]] = mm
             have += mm.shape[0]
             del mm
             while have >= batch_size:
                 order = rng.permutation(have)
                 yield pool[np.sort(order[:batch_size])]
                 rest = np.sort(order[batch_size:])
-                pool[:rest.size] = pool[rest]  # (the gather copies first)
+                pool[: rest.size] = pool[rest]  # (the gather copies first)
                 have = rest.size
         if have:
             yield pool[rng.permutation(have)]
@@ -279,9 +288,17 @@ class StoreWriter:
     would mix two different embeddings (a :class:`ParameterError` says which setting differs).
     """
 
-    def __init__(self, path: str | os.PathLike, *, dataset: dict[str, Any], spaces: dict[str, dict[str, Any]],
-                 dtype: str = "float16", shard_rows: int = DEFAULT_SHARD_ROWS,
-                 label_names: list[str] | None = None, extra: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        dataset: dict[str, Any],
+        spaces: dict[str, dict[str, Any]],
+        dtype: str = "float16",
+        shard_rows: int = DEFAULT_SHARD_ROWS,
+        label_names: list[str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ):
         if dtype not in DTYPES:
             raise ParameterError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
         if not isinstance(shard_rows, int) or shard_rows <= 0:
@@ -292,8 +309,10 @@ class StoreWriter:
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "dataset": dataset,
-            "spaces": {name: {"encoder": info["encoder"], "dim": int(info["dim"]), "dtype": dtype}
-                       for name, info in spaces.items()},
+            "spaces": {
+                name: {"encoder": info["encoder"], "dim": int(info["dim"]), "dtype": dtype}
+                for name, info in spaces.items()
+            },
             "shard_rows": shard_rows,
             "label_names": label_names,
             # what was done to the stored vectors: nothing beyond the encoders' own output
@@ -313,7 +332,8 @@ class StoreWriter:
                 if json.dumps(old[key], sort_keys=True) != json.dumps(fresh[key], sort_keys=True):
                     raise ParameterError(
                         f"{self.path} already holds a store made with different {key}; "
-                        "use another --out folder or delete it")
+                        "use another --out folder or delete it"
+                    )
             self.manifest = old
         else:
             if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
@@ -341,8 +361,14 @@ class StoreWriter:
     def count(self) -> int:
         return sum(s["rows"] for s in self.manifest["shards"])
 
-    def add_shard(self, arrays: dict[str, np.ndarray], metadata: list[dict[str, Any]], *,
-                  next_item: int, skipped: dict[str, int] | None = None) -> None:
+    def add_shard(
+        self,
+        arrays: dict[str, np.ndarray],
+        metadata: list[dict[str, Any]],
+        *,
+        next_item: int,
+        skipped: dict[str, int] | None = None,
+    ) -> None:
         """Write one finished shard; ``next_item``: dataset position to resume from after it;
         ``skipped``: items skipped while filling it, by reason (added to the totals)."""
         m = self.manifest
@@ -361,7 +387,9 @@ class StoreWriter:
                 raise InputError(f"{space} embeddings of {name} contain NaN or inf (overflow in {info['dtype']}?)")
             with atomic_path(self.path / space / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
                 np.save(fh, arr, allow_pickle=False)
-        lines = "".join(json.dumps({k: row.get(k) for k in METADATA_FIELDS}, ensure_ascii=False) + "\n" for row in metadata)
+        lines = "".join(
+            json.dumps({k: row.get(k) for k in METADATA_FIELDS}, ensure_ascii=False) + "\n" for row in metadata
+        )
         with atomic_path(self.path / METADATA_DIR / f"{name}.jsonl") as tmp:
             tmp.write_text(lines, encoding="utf-8")
         m["shards"].append({"rows": n, "next_item": int(next_item)})

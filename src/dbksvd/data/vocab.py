@@ -22,10 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from ..errors import DataFileError, InputError, MissingDependencyError, ParameterError
 
@@ -215,9 +215,7 @@ def _file_entries(path: str) -> Vocabulary:
         number = data.count(b"\n", 0, exc.start) + 1
         raise DataFileError(f"{what} is not UTF-8 text (line {number}: {exc.reason})") from None
     lines = (
-        (line, f"line {number}")
-        for number, line in enumerate(text.split("\n"), 1)
-        if not line.strip().startswith("#")
+        (line, f"line {number}") for number, line in enumerate(text.split("\n"), 1) if not line.strip().startswith("#")
     )
     entries = _distinct(lines, what)
     if not entries:
@@ -238,13 +236,19 @@ def _caption_entries(captions: Sequence[str | None] | None) -> Vocabulary:
         if caption is not None and not isinstance(caption, str):
             raise InputError(f"caption {index} is {type(caption).__name__}, not str or None")
     entries = _distinct(
-        ((caption, f"caption {index}") for index, caption in enumerate(captions)
-         if caption is not None and len(" ".join(caption.split())) <= MAX_ENTRY_CHARS),
+        (
+            (caption, f"caption {index}")
+            for index, caption in enumerate(captions)
+            if caption is not None and len(" ".join(caption.split())) <= MAX_ENTRY_CHARS
+        ),
         "the 'captions' vocabulary,",
     )
     if not entries:
-        raise InputError(empty if not any(c and c.strip() for c in captions) else
-                         f"the 'captions' vocabulary is empty: every caption is longer than {MAX_ENTRY_CHARS} characters")
+        raise InputError(
+            empty
+            if not any(c and c.strip() for c in captions)
+            else f"the 'captions' vocabulary is empty: every caption is longer than {MAX_ENTRY_CHARS} characters"
+        )
     return Vocabulary("captions", entries)
 
 
@@ -271,7 +275,7 @@ def load_vocabulary(spec: str, *, captions: Sequence[str | None] | None = None) 
             raise InputError("the 'wordnet' vocabulary is empty: index.noun has no tagged nouns")
         return Vocabulary("wordnet", tuple(nouns))
     if spec.startswith("file:"):
-        return _file_entries(spec[len("file:"):])
+        return _file_entries(spec[len("file:") :])
     if spec and os.path.isfile(spec):
         return _file_entries(spec)
     raise ParameterError(f"unknown vocabulary {spec!r}: use {choices}")

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from dataclasses import dataclass
 import importlib.metadata
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +111,7 @@ class Encoder(abc.ABC):
 
     # -- the public calls --------------------------------------------------------------
 
-    def encode_images(
-        self, images: Sequence, *, batch_size: int | None = None, progress: bool = False
-    ) -> np.ndarray:
+    def encode_images(self, images: Sequence, *, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """Embed images: a sequence of ``PIL.Image`` or file paths (``str`` / ``Path``).
 
         Files are opened with PIL one batch at a time; every image becomes RGB, with
@@ -153,9 +151,12 @@ class Encoder(abc.ABC):
 
     def _no_tower(self, modality: str) -> InputError:
         if modality == "text":
-            return InputError(f"{self.name} has no text tower; captions are embedded with a text encoder such as minilm")
+            return InputError(
+                f"{self.name} has no text tower; captions are embedded with a text encoder such as minilm"
+            )
         return InputError(
-            f"{self.name} has no image tower; images are embedded with an image encoder such as effnet-lite0")
+            f"{self.name} has no image tower; images are embedded with an image encoder such as effnet-lite0"
+        )
 
     def _run(self, items: list, modality: str, batch_size: int | None, progress: bool, embed) -> np.ndarray:
         d = self.dim(modality)

@@ -128,8 +128,9 @@ class EffNetLite0Encoder(Encoder):
         """The ImageNet-1k head (the model's ``_fc``): weight (1000, 1280), bias, class names."""
         if self._head is None:
             fc = self._torch_net().net._fc
-            self._head = ClassifierHead(fc.weight.detach().cpu().float().numpy(),
-                                        fc.bias.detach().cpu().float().numpy(), self.class_names())
+            self._head = ClassifierHead(
+                fc.weight.detach().cpu().float().numpy(), fc.bias.detach().cpu().float().numpy(), self.class_names()
+            )
         return self._head
 
     @staticmethod

@@ -6,10 +6,10 @@ Every error is a JSON object ``{"error": "one line"}``: 404 for what does not ex
 bad value, 413 for an upload that is too large, 422 for a malformed parameter.
 """
 
-
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import DbksvdError, MissingDependencyError, NotFoundError, ParameterError
 from .run import MAX_PAGE, MAX_QUERY_CHARS, MAX_UPLOAD_BYTES, SORT_KEYS, Run, dumps
@@ -43,8 +43,14 @@ def create_app(run: Run | str | Path) -> Any:
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     run = run if isinstance(run, Run) else Run(run)
-    app = FastAPI(title="dbksvd explorer", version="1", openapi_url="/api/openapi.json", docs_url="/api/docs",
-                  redoc_url=None, description=f"Atoms, descriptions and sparse codes of the run {run.path.name}.")
+    app = FastAPI(
+        title="dbksvd explorer",
+        version="1",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        description=f"Atoms, descriptions and sparse codes of the run {run.path.name}.",
+    )
     app.state.run = run
 
     def error(status: int, message: str) -> JSONResponse:
@@ -87,50 +93,75 @@ def create_app(run: Run | str | Path) -> Any:
         return _json_response(run.overview())
 
     @app.get("/api/models/{model}/atoms", summary="One page of a model's atoms, sorted and filtered")
-    def atoms(model: str,
-              sort: str = Query("usage", description=f"one of {', '.join(SORT_KEYS)}"),
-              order: str = Query("desc", pattern="^(asc|desc)$"),
-              q: str = Query("", max_length=MAX_QUERY_CHARS, description="words every shown description contains"),
-              min_faithfulness: float | None = Query(None, ge=0, le=1),
-              min_specificity: float | None = Query(None, ge=0, le=1),
-              min_usage: float | None = Query(None, ge=0, le=1),
-              described: bool | None = None,
-              offset: int = Query(0, ge=0, le=10**9), limit: int = Query(48, ge=1, le=MAX_PAGE)) -> Response:
-        return _json_response(run.gallery(model, sort=sort, order=order, q=q, min_faithfulness=min_faithfulness,
-                                          min_specificity=min_specificity, min_usage=min_usage,
-                                          described=described, offset=offset, limit=limit))
+    def atoms(
+        model: str,
+        sort: str = Query("usage", description=f"one of {', '.join(SORT_KEYS)}"),
+        order: str = Query("desc", pattern="^(asc|desc)$"),
+        q: str = Query("", max_length=MAX_QUERY_CHARS, description="words every shown description contains"),
+        min_faithfulness: float | None = Query(None, ge=0, le=1),
+        min_specificity: float | None = Query(None, ge=0, le=1),
+        min_usage: float | None = Query(None, ge=0, le=1),
+        described: bool | None = None,
+        offset: int = Query(0, ge=0, le=10**9),
+        limit: int = Query(48, ge=1, le=MAX_PAGE),
+    ) -> Response:
+        return _json_response(
+            run.gallery(
+                model,
+                sort=sort,
+                order=order,
+                q=q,
+                min_faithfulness=min_faithfulness,
+                min_specificity=min_specificity,
+                min_usage=min_usage,
+                described=described,
+                offset=offset,
+                limit=limit,
+            )
+        )
 
-    @app.get("/api/models/{model}/atoms/{atom}", summary="One atom: description, scores, top items, histogram, "
-                                                          "alternatives, nearest atoms")
+    @app.get(
+        "/api/models/{model}/atoms/{atom}",
+        summary="One atom: description, scores, top items, histogram, alternatives, nearest atoms",
+    )
     def atom(model: str, atom: int) -> Response:
         return _json_response(run.atom(model, atom))
 
     @app.get("/api/items", summary="Items whose caption or id contains every word of q")
-    def items(q: str = Query("", max_length=MAX_QUERY_CHARS), offset: int = Query(0, ge=0, le=10**9),
-              limit: int = Query(48, ge=1, le=MAX_PAGE)) -> Response:
+    def items(
+        q: str = Query("", max_length=MAX_QUERY_CHARS),
+        offset: int = Query(0, ge=0, le=10**9),
+        limit: int = Query(48, ge=1, le=MAX_PAGE),
+    ) -> Response:
         return _json_response(run.items(q, offset, limit))
 
     @app.get("/api/items/{row}", summary="One item")
     def item(row: int) -> Response:
         return _json_response(run.item(row))
 
-    @app.get("/api/items/{row}/thumbnail.png", summary="An item's image, small",
-             responses={200: {"content": {"image/png": {}}}})
+    @app.get(
+        "/api/items/{row}/thumbnail.png",
+        summary="An item's image, small",
+        responses={200: {"content": {"image/png": {}}}},
+    )
     def thumbnail(row: int) -> Response:
-        return Response(run.thumbnail(row), media_type="image/png",
-                        headers={"Cache-Control": "public, max-age=86400"})
+        return Response(run.thumbnail(row), media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})
 
     @app.get("/api/search", summary="Free text -> atoms (by description words and text embedding) and items")
-    def search(q: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS),
-               limit: int = Query(10, ge=1, le=50)) -> Response:
+    def search(
+        q: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS), limit: int = Query(10, ge=1, le=50)
+    ) -> Response:
         return _json_response(run.search(q, limit))
 
     @app.get("/api/decompose", summary="An item's sparse code under every model, side by side")
     def decompose(row: int = Query(..., ge=0)) -> Response:
         return _json_response(run.decompose(row))
 
-    @app.post("/api/decompose/image", summary="An uploaded image's sparse code under every image model "
-                                              f"(the request body is the image file, at most {MAX_UPLOAD_BYTES} bytes)")
+    @app.post(
+        "/api/decompose/image",
+        summary="An uploaded image's sparse code under every image model "
+        f"(the request body is the image file, at most {MAX_UPLOAD_BYTES} bytes)",
+    )
     async def decompose_image(request: Request) -> Any:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
@@ -182,8 +213,15 @@ def _prepared_app(run: Run) -> Any:
     return create_app(run)
 
 
-def serve(run: Run | str | Path, host: str = "127.0.0.1", port: int = 8000, *, workers: int = 1,
-          find_free_port: bool = False, on_ready: Callable[[str], None] | None = None) -> None:
+def serve(
+    run: Run | str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    workers: int = 1,
+    find_free_port: bool = False,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
     """Serve the explorer of ``run`` until Ctrl-C (or SIGTERM). ``workers``: server processes
     (each loads the run; more answer more requests at once on more cores); ``find_free_port``:
     take the first free port from ``port`` on instead of refusing a busy one; ``on_ready(url)``
@@ -211,8 +249,15 @@ def serve(run: Run | str | Path, host: str = "127.0.0.1", port: int = 8000, *, w
         import os
 
         os.environ["DBKSVD_SERVE_RUN"] = str(run.path)
-        config = uvicorn.Config("dbksvd.web.app:_serving_app", factory=True, host=host, port=port, workers=workers,
-                                log_level="warning", access_log=False)
+        config = uvicorn.Config(
+            "dbksvd.web.app:_serving_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+        )
         sock = config.bind_socket()
         sock.listen(config.backlog)  # connections wait in the backlog until a worker is up
         if on_ready is not None:

@@ -36,8 +36,13 @@ def _write_js(path: Path, key: str, value: Any) -> None:
 
 def _top_rows(run: Run, models: list) -> set[int]:
     """Store rows that are some atom's top item (either sign) in any of ``models``."""
-    return {t["row"] for entry in models for rec in run.atoms(entry)
-            for side in ("top_positive", "top_negative") for t in rec.get(side, [])}
+    return {
+        t["row"]
+        for entry in models
+        for rec in run.atoms(entry)
+        for side in ("top_positive", "top_negative")
+        for t in rec.get(side, [])
+    }
 
 
 def _exported_rows(run: Run, models: list, max_items: int) -> np.ndarray:
@@ -51,8 +56,9 @@ def _exported_rows(run: Run, models: list, max_items: int) -> np.ndarray:
     return np.array(sorted(set(range(max_items)) | _top_rows(run, models)), dtype=np.int64)
 
 
-def export_site(run_dir: str | Path, out: str | Path, *, max_items: int = 20000,
-                show_progress: bool = True) -> dict[str, int]:
+def export_site(
+    run_dir: str | Path, out: str | Path, *, max_items: int = 20000, show_progress: bool = True
+) -> dict[str, int]:
     """Write the static explorer of ``run_dir`` to ``out`` (replaced atomically: a failed or
     interrupted export leaves no partial folder). Returns counts of models, atoms, items."""
     if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 0:
@@ -84,12 +90,12 @@ def export_site(run_dir: str | Path, out: str | Path, *, max_items: int = 20000,
         for entry in models:
             recs = run.atoms(entry)
             cards = [{**run.atom_card(r), "text": t} for r, t in zip(recs, run.columns(entry)["text"])]
-            _write_js(data / f"index-{slug(entry.id)}.js", f"index/{entry.id}",
-                      {"model": entry.id, "atoms": cards})
+            _write_js(data / f"index-{slug(entry.id)}.js", f"index/{entry.id}", {"model": entry.id, "atoms": cards})
             for start in range(0, len(recs), CHUNK):
                 chunk = {j: run.atom(entry.id, j) for j in range(start, min(start + CHUNK, len(recs)))}
-                _write_js(data / f"atoms-{slug(entry.id)}-{start // CHUNK}.js",
-                          f"atoms/{entry.id}/{start // CHUNK}", chunk)
+                _write_js(
+                    data / f"atoms-{slug(entry.id)}-{start // CHUNK}.js", f"atoms/{entry.id}/{start // CHUNK}", chunk
+                )
                 bar.update(len(chunk))
             atoms += len(recs)
         _write_js(data / "items.js", "items", [run.item(int(r)) for r in rows])

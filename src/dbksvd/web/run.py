@@ -86,16 +86,32 @@ class ModelEntry:
 
     def card(self) -> dict[str, Any]:
         s = self.summary or {}
-        out = {"id": self.id, "folder": self.rel, "architecture": self.architecture, "atoms": self.n_atoms,
-               "k": self.k, "coder": self.coder, "space": self.space, "problem": self.problem,
-               "explanation": None if self.explanation is None else self.explanation.name,
-               "heldout": self.heldout, "described": s.get("described"), "diversity": s.get("diversity"),
-               "faithfulness": (s.get("faithfulness") or {}).get("mean"),
-               "specificity": (s.get("specificity") or {}).get("mean")}
+        out = {
+            "id": self.id,
+            "folder": self.rel,
+            "architecture": self.architecture,
+            "atoms": self.n_atoms,
+            "k": self.k,
+            "coder": self.coder,
+            "space": self.space,
+            "problem": self.problem,
+            "explanation": None if self.explanation is None else self.explanation.name,
+            "heldout": self.heldout,
+            "described": s.get("described"),
+            "diversity": s.get("diversity"),
+            "faithfulness": (s.get("faithfulness") or {}).get("mean"),
+            "specificity": (s.get("specificity") or {}).get("mean"),
+        }
         rnd = s.get("random") or {}
-        out["random"] = None if not rnd else {"faithfulness": (rnd.get("faithfulness") or {}).get("mean"),
-                                              "specificity": (rnd.get("specificity") or {}).get("mean"),
-                                              "diversity": rnd.get("diversity")}
+        out["random"] = (
+            None
+            if not rnd
+            else {
+                "faithfulness": (rnd.get("faithfulness") or {}).get("mean"),
+                "specificity": (rnd.get("specificity") or {}).get("mean"),
+                "diversity": rnd.get("diversity"),
+            }
+        )
         return out
 
 
@@ -134,8 +150,11 @@ def check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
     if number != value and not isinstance(value, str):
         raise ParameterError(f"{name} must be an integer, got {value!r}")
     if number < low or (high is not None and number > high):
-        raise ParameterError(f"{name} must be between {low} and {high}, got {number}" if high is not None
-                             else f"{name} must be >= {low}, got {number}")
+        raise ParameterError(
+            f"{name} must be between {low} and {high}, got {number}"
+            if high is not None
+            else f"{name} must be >= {low}, got {number}"
+        )
     return number
 
 
@@ -223,8 +242,9 @@ class Run:
             for extra in stores[1:]:
                 self.problems.append(f"store {self._rel(extra)} ignored: the explorer reads one store per run")
         if self.store is None:
-            self.missing.append("an embedding store (dbksvd embed ... --out RUN/store): no items, thumbnails, "
-                                "search or decompose")
+            self.missing.append(
+                "an embedding store (dbksvd embed ... --out RUN/store): no items, thumbnails, search or decompose"
+            )
         self._read_heldout()
         explanations = {f.resolve(): f for f in folders if (f / "atoms.jsonl").is_file()}
         for folder in folders:
@@ -236,9 +256,11 @@ class Run:
             self.missing.append("model folders (dbksvd fit ... --out RUN/model-NAME)")
         for entry in self.models.values():
             if entry.explanation is None and entry.problem is None:
-                self.missing.append(f"descriptions of {entry.rel} (dbksvd explain {self.path.name}/{entry.rel} "
-                                    f"{self.path.name}/{self.store_rel or 'store'} --out "
-                                    f"{self.path.name}/{entry.rel.replace('model-', 'atoms-')})")
+                self.missing.append(
+                    f"descriptions of {entry.rel} (dbksvd explain {self.path.name}/{entry.rel} "
+                    f"{self.path.name}/{self.store_rel or 'store'} --out "
+                    f"{self.path.name}/{entry.rel.replace('model-', 'atoms-')})"
+                )
             if entry.heldout is None and entry.problem is None:
                 self.missing.append(f"held-out metrics of {entry.rel} (metrics.json)")
 
@@ -269,21 +291,31 @@ class Run:
                 raise ValueError("no architecture")
             if not isinstance(config.get("params", {}), dict) or not isinstance(config.get("data") or {}, dict):
                 raise ValueError("params and data must be objects")
-            if isinstance(config.get("n_atoms"), bool) or not isinstance(config.get("n_atoms"), int) \
-                    or not isinstance(config.get("n_features"), int):
+            if (
+                isinstance(config.get("n_atoms"), bool)
+                or not isinstance(config.get("n_atoms"), int)
+                or not isinstance(config.get("n_features"), int)
+            ):
                 raise ValueError("n_atoms and n_features must be integers")
             problem = None
         except (ValueError, OSError) as exc:
             config, problem = {}, f"unreadable config.json ({' '.join(str(exc).split())[:80]})"
-        entry = ModelEntry(entry_id, rel, folder, config, self._space_of(config), problem=problem,
-                           heldout=self._heldout.get(rel) or self._heldout.get(folder.name))
+        entry = ModelEntry(
+            entry_id,
+            rel,
+            folder,
+            config,
+            self._space_of(config),
+            problem=problem,
+            heldout=self._heldout.get(rel) or self._heldout.get(folder.name),
+        )
         if problem is None and entry.space is None and self.store is not None:
             entry.problem = f"fits no space of the store (dimension {config.get('n_features')})"
         # its explanation: atoms-NAME next to model-NAME, or one whose summary names this folder
         twin = folder.parent / folder.name.replace("model-", "atoms-", 1)
         match = twin if folder.name.startswith("model-") and (twin / "atoms.jsonl").is_file() else None
         if match is None:
-            for resolved, expl in explanations.items():
+            for _resolved, expl in explanations.items():
                 try:
                     named = json.loads((expl / "summary.json").read_text()).get("model_path")
                     named = named if isinstance(named, str) else None
@@ -326,8 +358,21 @@ class Run:
             self.problems.append(f"{rel}/results.json is not a dbksvd compare report")
             return
         plots = [f"{rel}/{name}" for name in ("pareto.png", "usage.png") if (folder / name).is_file()]
-        keys = ("method", "k", "coder", "l0", "explained_signal", "explained_variance", "cosine", "dead_atoms",
-                "faithfulness", "specificity", "diversity", "seconds", "status")
+        keys = (
+            "method",
+            "k",
+            "coder",
+            "l0",
+            "explained_signal",
+            "explained_variance",
+            "cosine",
+            "dead_atoms",
+            "faithfulness",
+            "specificity",
+            "diversity",
+            "seconds",
+            "status",
+        )
         rows = [{k: r.get(k) for k in keys if k in r} for r in data.get("results", []) if isinstance(r, dict)]
         self.reports.append({"folder": rel, "rows": rows, "plots": plots, "html": f"{rel}/report.html"})
 
@@ -385,8 +430,9 @@ class Run:
                 records = read_atoms(entry.explanation)
                 if len(records) == entry.n_atoms:
                     return records
-                self.problems.append(f"{self._rel(entry.explanation)}: {len(records)} records for "
-                                     f"{entry.n_atoms} atoms; ignored")
+                self.problems.append(
+                    f"{self._rel(entry.explanation)}: {len(records)} records for {entry.n_atoms} atoms; ignored"
+                )
             except (ValueError, OSError) as exc:
                 self.problems.append(f"{self._rel(entry.explanation)}/atoms.jsonl unreadable ({type(exc).__name__})")
             entry.explanation = None
@@ -397,9 +443,17 @@ class Run:
             K = entry.n_atoms
             near, near_cos = nearest_atoms(self.model(entry).components_)  # the dictionary alone gives these
             zeros = {s: np.zeros(K, dtype=np.int64) for s in ("pos", "neg")}
-            empty = AtomEvidence(0, zeros, {s: np.zeros(K) for s in zeros}, {s: np.full((K, 0), -1) for s in zeros},
-                                 {s: np.zeros((K, 0)) for s in zeros}, np.zeros((K, 21), dtype=np.int64), np.zeros(K),
-                                 near, near_cos)
+            empty = AtomEvidence(
+                0,
+                zeros,
+                {s: np.zeros(K) for s in zeros},
+                {s: np.full((K, 0), -1) for s in zeros},
+                {s: np.zeros((K, 0)) for s in zeros},
+                np.zeros((K, 21), dtype=np.int64),
+                np.zeros(K),
+                near,
+                near_cos,
+            )
             return evidence_records(empty, [], [], note=note + "; no store rows coded")
         from ..analysis.evidence import atom_evidence
 
@@ -415,11 +469,21 @@ class Run:
         with self._lock:
             if entry._columns is None:
                 recs = self.atoms(entry)
-                col = {key: np.array([np.nan if r.get(key) is None else r[key] for r in recs], dtype=np.float64)
-                       for key in ("usage", "faithfulness", "specificity")}
+                col = {
+                    key: np.array([np.nan if r.get(key) is None else r[key] for r in recs], dtype=np.float64)
+                    for key in ("usage", "faithfulness", "specificity")
+                }
                 col["atom"] = np.arange(len(recs), dtype=np.float64)
-                col["text"] = [" | ".join(filter(None, [r.get("description"), (r.get("other_side") or {}).get(
-                    "description")] + [a["description"] for a in r.get("alternatives", [])])).lower() for r in recs]
+                col["text"] = [
+                    " | ".join(
+                        filter(
+                            None,
+                            [r.get("description"), (r.get("other_side") or {}).get("description")]
+                            + [a["description"] for a in r.get("alternatives", [])],
+                        )
+                    ).lower()
+                    for r in recs
+                ]
                 col["orders"] = {}
                 entry._columns = col
             return entry._columns
@@ -430,24 +494,51 @@ class Run:
         store = None
         if self.store is not None:
             ds = self.store.dataset
-            store = {"folder": self.store_rel, "dataset": ds.get("name"), "count": self.store.count,
-                     "captioned": sum(1 for m in self.meta if m.get("caption")),
-                     "label_names": self.store.label_names,
-                     "spaces": {name: {"encoder": info["encoder"].get("name"), "dim": info["dim"],
-                                       "dtype": info["dtype"]} for name, info in self.store.manifest["spaces"].items()}}
-        return {"run": self.path.name, "store": store, "models": [m.card() for m in self.models.values()],
-                "reports": self.reports, "missing": list(self.missing), "problems": list(self.problems),
-                "heldout_split": getattr(self, "heldout_split", None), "features": self.features()}
+            store = {
+                "folder": self.store_rel,
+                "dataset": ds.get("name"),
+                "count": self.store.count,
+                "captioned": sum(1 for m in self.meta if m.get("caption")),
+                "label_names": self.store.label_names,
+                "spaces": {
+                    name: {"encoder": info["encoder"].get("name"), "dim": info["dim"], "dtype": info["dtype"]}
+                    for name, info in self.store.manifest["spaces"].items()
+                },
+            }
+        return {
+            "run": self.path.name,
+            "store": store,
+            "models": [m.card() for m in self.models.values()],
+            "reports": self.reports,
+            "missing": list(self.missing),
+            "problems": list(self.problems),
+            "heldout_split": getattr(self, "heldout_split", None),
+            "features": self.features(),
+        }
 
     def features(self) -> dict[str, bool]:
         image_space = self.store is not None and "image" in self.store.manifest["spaces"]
-        return {"thumbnails": image_space, "upload": image_space, "embedding_search": self._text_spec() is not None,
-                "decompose": self.store is not None and any(m.space for m in self.models.values())}
+        return {
+            "thumbnails": image_space,
+            "upload": image_space,
+            "embedding_search": self._text_spec() is not None,
+            "decompose": self.store is not None and any(m.space for m in self.models.values()),
+        }
 
-    def gallery(self, model_id: str, *, sort: str = "usage", order: str = "desc", q: str = "",
-                min_faithfulness: float | None = None, min_specificity: float | None = None,
-                min_usage: float | None = None, described: bool | None = None, offset: int = 0,
-                limit: int = 48) -> dict[str, Any]:
+    def gallery(
+        self,
+        model_id: str,
+        *,
+        sort: str = "usage",
+        order: str = "desc",
+        q: str = "",
+        min_faithfulness: float | None = None,
+        min_specificity: float | None = None,
+        min_usage: float | None = None,
+        described: bool | None = None,
+        offset: int = 0,
+        limit: int = 48,
+    ) -> dict[str, Any]:
         """One page of atom cards, sorted and filtered. Missing scores sort last either way."""
         entry = self.entry(model_id)
         if sort not in SORT_KEYS:
@@ -477,23 +568,39 @@ class Run:
             words = q.split()
             keep &= np.array([all(w in col["text"][i] for w in words) for i in idx], dtype=bool)
         hits = idx[keep]
-        page = hits[offset:offset + limit]
+        page = hits[offset : offset + limit]
         recs = self.atoms(entry)
-        return {"model": entry.id, "total": int(len(hits)), "atoms_in_model": len(recs), "offset": offset,
-                "limit": limit, "sort": sort, "order": order, "q": q,
-                "atoms": [self.atom_card(recs[int(i)]) for i in page]}
+        return {
+            "model": entry.id,
+            "total": int(len(hits)),
+            "atoms_in_model": len(recs),
+            "offset": offset,
+            "limit": limit,
+            "sort": sort,
+            "order": order,
+            "q": q,
+            "atoms": [self.atom_card(recs[int(i)]) for i in page],
+        }
 
     @staticmethod
     def atom_card(r: dict[str, Any]) -> dict[str, Any]:
         side = "top_negative" if r.get("side") == "-" else "top_positive"
         if not r.get(side):
             side = "top_negative" if r.get("top_negative") else "top_positive"
-        return {"atom": r["atom"], "description": r.get("description"), "side": r.get("side"),
-                "source": r.get("source"), "faithfulness": r.get("faithfulness"),
-                "specificity": r.get("specificity"), "usage": r.get("usage"), "note": r.get("note"),
-                "other_side": (r.get("other_side") or {}).get("description"),
-                "top": [{"row": t["row"], "caption": t.get("caption"), "coef": t["coef"]}
-                        for t in r.get(side, [])[:CARD_THUMBS]]}
+        return {
+            "atom": r["atom"],
+            "description": r.get("description"),
+            "side": r.get("side"),
+            "source": r.get("source"),
+            "faithfulness": r.get("faithfulness"),
+            "specificity": r.get("specificity"),
+            "usage": r.get("usage"),
+            "note": r.get("note"),
+            "other_side": (r.get("other_side") or {}).get("description"),
+            "top": [
+                {"row": t["row"], "caption": t.get("caption"), "coef": t["coef"]} for t in r.get(side, [])[:CARD_THUMBS]
+            ],
+        }
 
     def atom(self, model_id: str, atom: Any) -> dict[str, Any]:
         """Everything about one atom: its record, with the nearest atoms' descriptions."""
@@ -512,9 +619,15 @@ class Run:
         m = self.meta[r]
         names = self.store.label_names
         label = m.get("label")
-        return {"row": r, "id": m["id"], "caption": m.get("caption"), "source": m.get("source"),
-                "label": label, "label_name": names[label] if names and label is not None else None,
-                "held_out": r in self.heldout_rows if self.heldout_rows else None}
+        return {
+            "row": r,
+            "id": m["id"],
+            "caption": m.get("caption"),
+            "source": m.get("source"),
+            "label": label,
+            "label_name": names[label] if names and label is not None else None,
+            "held_out": r in self.heldout_rows if self.heldout_rows else None,
+        }
 
     def items(self, q: str = "", offset: int = 0, limit: int = 48) -> dict[str, Any]:
         """Items whose caption or id contains every word of ``q`` (all items when empty)."""
@@ -523,11 +636,22 @@ class Run:
         offset = check_int(offset, "offset", 0)
         limit = check_int(limit, "limit", 1, MAX_PAGE)
         words = q.split()
-        rows = [i for i, m in enumerate(self.meta)
-                if all(w in f"{(m.get('caption') or '').lower()} {m['id'].lower()}" for w in words)] if words \
+        rows = (
+            [
+                i
+                for i, m in enumerate(self.meta)
+                if all(w in f"{(m.get('caption') or '').lower()} {m['id'].lower()}" for w in words)
+            ]
+            if words
             else range(len(self.meta))
-        return {"total": len(rows), "offset": offset, "limit": limit, "q": q,
-                "items": [self.item(r) for r in list(rows[offset:offset + limit])]}
+        )
+        return {
+            "total": len(rows),
+            "offset": offset,
+            "limit": limit,
+            "q": q,
+            "items": [self.item(r) for r in list(rows[offset : offset + limit])],
+        }
 
     def _need_store(self) -> None:
         if self.store is None:
@@ -594,19 +718,32 @@ class Run:
             recs = self.atoms(entry)
             col = self.columns(entry)
             text_hits = [i for i, t in enumerate(col["text"]) if t and all(w in t for w in words)]
-            text_hits.sort(key=lambda i: (q.lower() not in (recs[i].get("description") or "").lower(),
-                                          -(recs[i].get("faithfulness") or 0)))
-            result = {"model": entry.id, "by_text": [self.atom_card(recs[i]) for i in text_hits[:limit]],
-                      "by_text_total": len(text_hits), "by_embedding": [], "by_direction": []}
+            text_hits.sort(
+                key=lambda i: (
+                    q.lower() not in (recs[i].get("description") or "").lower(),
+                    -(recs[i].get("faithfulness") or 0),
+                )
+            )
+            result = {
+                "model": entry.id,
+                "by_text": [self.atom_card(recs[i]) for i in text_hits[:limit]],
+                "by_text_total": len(text_hits),
+                "by_embedding": [],
+                "by_direction": [],
+            }
             if qv is not None:
                 dv = self._description_vectors(entry)
                 if dv is not None:
                     sims = dv @ qv
                     best = np.argsort(-np.nan_to_num(sims, nan=-2.0))[:limit]
-                    result["by_embedding"] = [{**self.atom_card(recs[i]), "similarity": float(sims[i])}
-                                              for i in best if np.isfinite(sims[i])]
-                if entry.space == "text" and self.store is not None and \
-                        self.store.manifest["spaces"]["text"]["encoder"].get("name") == spec:
+                    result["by_embedding"] = [
+                        {**self.atom_card(recs[i]), "similarity": float(sims[i])} for i in best if np.isfinite(sims[i])
+                    ]
+                if (
+                    entry.space == "text"
+                    and self.store is not None
+                    and self.store.manifest["spaces"]["text"]["encoder"].get("name") == spec
+                ):
                     import torch
 
                     model = self.model(entry)
@@ -639,8 +776,9 @@ class Run:
                     return None
                 vecs = dict(zip(distinct, self._embed_texts(distinct)))
                 dim = len(next(iter(vecs.values())))
-                entry._desc_vectors = np.stack([vecs[t] if t else np.full(dim, np.nan, dtype=np.float32)
-                                                for t in texts])
+                entry._desc_vectors = np.stack(
+                    [vecs[t] if t else np.full(dim, np.nan, dtype=np.float32) for t in texts]
+                )
             return entry._desc_vectors
 
     def _text_matrix(self) -> np.ndarray | None:
@@ -706,11 +844,25 @@ class Run:
             else:
                 desc, faith = None, None
             tops = r.get("top_positive" if v > 0 else "top_negative", [])[:3]
-            atoms.append({"atom": a, "coef": v, "side": sign, "description": desc, "faithfulness": faith,
-                          "top": [{"row": t["row"], "caption": t.get("caption")} for t in tops]})
-        return {"model": entry.id, "architecture": entry.architecture, "coder": entry.coder, "atoms": atoms,
-                "l0": len(atoms), "explained_signal": 1.0 - rn / xn if xn > 0 else None,
-                "cosine": float(x[0] @ x_hat) / (xn * hn) if xn > 0 and hn > 0 else None}
+            atoms.append(
+                {
+                    "atom": a,
+                    "coef": v,
+                    "side": sign,
+                    "description": desc,
+                    "faithfulness": faith,
+                    "top": [{"row": t["row"], "caption": t.get("caption")} for t in tops],
+                }
+            )
+        return {
+            "model": entry.id,
+            "architecture": entry.architecture,
+            "coder": entry.coder,
+            "atoms": atoms,
+            "l0": len(atoms),
+            "explained_signal": 1.0 - rn / xn if xn > 0 else None,
+            "cosine": float(x[0] @ x_hat) / (xn * hn) if xn > 0 and hn > 0 else None,
+        }
 
     # -- files --------------------------------------------------------------------------------
 
@@ -729,8 +881,9 @@ class Run:
         m = self.meta[r]
         try:
             with self._render_lock:
-                image = dataset.load(Item(id=m["id"], source=m["source"], caption=m.get("caption"),
-                                          label=m.get("label")))
+                image = dataset.load(
+                    Item(id=m["id"], source=m["source"], caption=m.get("caption"), label=m.get("label"))
+                )
         except Exception as exc:  # a moved or damaged source file: that one thumbnail is missing
             raise NotFoundError(f"no image for item {r}: {' '.join(str(exc).split())[:100]}") from None
         image.thumbnail((THUMB_PX, THUMB_PX))
