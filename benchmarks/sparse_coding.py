@@ -224,7 +224,7 @@ def main(args) -> int:
         # -- dbksvd -------------------------------------------------------------------------
         for alg in ("omp", "mp"):
             name = f"dbksvd {alg.upper()}"
-            run = lambda rows: sparse_encode(Xt[:rows], Dt, k, algorithm=alg, device=device, backend=args.backend)  # noqa: E731
+            run = lambda rows: sparse_encode(Xt[:rows], Dt, k, coder=alg, device=device, backend=args.backend)  # noqa: E731
             run(n_w)
             _sync(device)
             secs, codes = best_time(lambda: run(n), args.repeats, device)

@@ -18,19 +18,19 @@ def rng():
 @pytest.fixture
 def interrupt_at(monkeypatch):
     """``interrupt_at(n)``: the n-th DB-KSVD iteration raises KeyboardInterrupt (a Ctrl-C)."""
-    from dbksvd import DBKSVD
+    from dbksvd import ksvd
 
     def arm(n: int) -> None:
-        real = DBKSVD._iterate
+        real = ksvd.iterate
         calls = []
 
-        def iterate(self, *args, **kwargs):
+        def iterate(*args, **kwargs):
             calls.append(1)
             if len(calls) == n:
                 raise KeyboardInterrupt
-            return real(self, *args, **kwargs)
+            return real(*args, **kwargs)
 
-        monkeypatch.setattr(DBKSVD, "_iterate", iterate)
+        monkeypatch.setattr(ksvd, "iterate", iterate)
 
     return arm
 
@@ -83,7 +83,7 @@ def emoji_run(tmp_path_factory, emoji_store):
     from dbksvd import DBKSVD
     from dbksvd.analysis.compare import model_metrics
     from dbksvd.analysis.explain import ExplainConfig, explain, write_explanation
-    from dbksvd.baselines.sae import SAE
+    from dbksvd.models.sae import SAE
 
     run = tmp_path_factory.mktemp("run") / "emoji"
     shutil.copytree(emoji_store.path, run / "store")

@@ -63,12 +63,12 @@ def test_backends_agree_in_float32(rng):
 def test_mp_never_increases_residual_and_refit_helps(backend, refit, rng):
     D = unit_rows(rng, 80, 24)
     X = rng.standard_normal((300, 24))
-    codes = sparse_encode(X, D, 6, algorithm="mp", refit=refit, backend=backend)
+    codes = sparse_encode(X, D, 6, coder="mp", refit=refit, backend=backend)
     res = np.linalg.norm(X - codes.reconstruct(D).numpy(), axis=1)
     assert np.all(res <= np.linalg.norm(X, axis=1) + 1e-9)
     assert codes.nnz_per_row().max() <= 6
     if refit:
-        plain = sparse_encode(X, D, 6, algorithm="mp", backend=backend)
+        plain = sparse_encode(X, D, 6, coder="mp", backend=backend)
         res_plain = np.linalg.norm(X - plain.reconstruct(D).numpy(), axis=1)
         assert np.all(res <= res_plain + 1e-9)
         assert np.mean(res) < np.mean(res_plain)
@@ -77,8 +77,8 @@ def test_mp_never_increases_residual_and_refit_helps(backend, refit, rng):
 def test_mp_backends_same_supports(rng):
     D = unit_rows(rng, 100, 32)
     X = rng.standard_normal((200, 32))
-    a = sparse_encode(X, D, 8, algorithm="mp", backend="numba")
-    b = sparse_encode(X, D, 8, algorithm="mp", backend="torch")
+    a = sparse_encode(X, D, 8, coder="mp", backend="numba")
+    b = sparse_encode(X, D, 8, coder="mp", backend="torch")
     assert all(
         set(x[v != 0]) == set(y[w != 0])
         for x, v, y, w in zip(a.indices.numpy(), a.values.numpy(), b.indices.numpy(), b.values.numpy())
@@ -101,7 +101,7 @@ def test_exact_sparse_signals_are_recovered(rng):
 def test_tol_stops_early_and_is_respected(backend, algorithm, rng):
     D = unit_rows(rng, 60, 20)
     X = rng.standard_normal((200, 20))
-    codes = sparse_encode(X, D, 10, algorithm=algorithm, tol=0.6, backend=backend, max_steps=400)
+    codes = sparse_encode(X, D, 10, coder=algorithm, tol=0.6, backend=backend, max_steps=400)
     nnz = codes.nnz_per_row().numpy()
     res = np.linalg.norm(X - codes.reconstruct(D).numpy(), axis=1) / np.linalg.norm(X, axis=1)
     assert nnz.mean() < 10
@@ -154,7 +154,7 @@ def test_coder_invariants(n, d, extra, k, algorithm, tol, backend, seed):
     k = min(k, d, K)
     D = unit_rows(rng, K, d)
     X = rng.standard_normal((n, d)) * rng.uniform(0.01, 100)
-    codes = sparse_encode(X, D, k, algorithm=algorithm, tol=tol, backend=backend, refit=algorithm == "mp")
+    codes = sparse_encode(X, D, k, coder=algorithm, tol=tol, backend=backend, refit=algorithm == "mp")
     idx, val = codes.to_numpy()
     assert idx.shape == (n, k) and idx.min() >= 0 and idx.max() < K
     for i in range(n):
@@ -200,7 +200,7 @@ def test_integer_input_is_converted():
 
 def test_bad_options_are_named():
     with pytest.raises(ParameterError, match="algorithm"):
-        sparse_encode(np.ones((1, 4)), np.eye(4), 1, algorithm="lasso")
+        sparse_encode(np.ones((1, 4)), np.eye(4), 1, algorithm="lasso")  # the old name is named back
     with pytest.raises(ParameterError, match="tol"):
         sparse_encode(np.ones((1, 4)), np.eye(4), 1, tol=-1)
     with pytest.raises(ParameterError, match="CUDA"):
@@ -216,7 +216,7 @@ def test_concurrent_calls_from_threads_agree(rng):
     X = rng.standard_normal((400, 16)).astype(np.float32)
     expected = sparse_encode(X, D, 5)
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda alg: sparse_encode(X, D, 5, algorithm=alg), ["omp", "mp"] * 4))
+        results = list(pool.map(lambda alg: sparse_encode(X, D, 5, coder=alg), ["omp", "mp"] * 4))
     for codes in results[::2]:
         assert torch.equal(codes.indices, expected.indices)
     assert all(torch.equal(a.indices, results[1].indices) for a in results[1::2])
@@ -226,10 +226,10 @@ def test_threshold_keeps_the_largest_projections_without_explaining_away():
     D = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.6, 0.8, 0.0]])
     X = np.array([[3.0, 1.0, 2.0]])
     # projections: 3, 1, 1.8 + 0.8 = 2.6 -> atoms 0 and 2, coefficients the projections
-    codes = sparse_encode(X, D, 2, algorithm="threshold")
+    codes = sparse_encode(X, D, 2, coder="detector")
     got = dict(zip(codes.indices[0].tolist(), codes.values[0].tolist()))
     assert got == pytest.approx({0: 3.0, 2: 2.6})
-    omp = sparse_encode(X, D, 2, algorithm="omp")  # OMP's second atom explains the residual instead
+    omp = sparse_encode(X, D, 2, coder="omp")  # OMP's second atom explains the residual instead
     assert sorted(omp.indices[0].tolist()) == [0, 1]
 
 
@@ -238,8 +238,8 @@ def test_threshold_refit_is_least_squares_on_the_detector_support(backend, rng):
     """Thresholding pursuit: the support of the bare reading, coefficients from least squares."""
     D = unit_rows(rng, 60, 30)
     X = rng.standard_normal((80, 30))
-    bare = sparse_encode(X, D, 6, algorithm="threshold", backend=backend)
-    fitted = sparse_encode(X, D, 6, algorithm="threshold", refit=True, backend=backend)
+    bare = sparse_encode(X, D, 6, coder="detector", backend=backend)
+    fitted = sparse_encode(X, D, 6, coder="threshold", backend=backend)
     assert torch.equal(bare.indices, fitted.indices)
     idx, val = fitted.to_numpy()
     for i in range(len(X)):
@@ -251,3 +251,21 @@ def test_threshold_refit_is_least_squares_on_the_detector_support(backend, rng):
         return np.linalg.norm(X - c.reconstruct(torch.as_tensor(D)).numpy(), axis=1)
 
     assert np.all(err(fitted) <= err(bare) + 1e-9) and err(fitted).mean() < 0.95 * err(bare).mean()
+
+
+def test_old_option_names_keep_their_meaning(rng):
+    """sparse_encode(algorithm=...) (deprecated) is coder=...: 'threshold' without a refit was
+    the detector reading, with one the thresholding pursuit."""
+    D = unit_rows(rng, 40, 20)
+    X = rng.standard_normal((30, 20))
+    for old, new in [
+        (dict(algorithm="omp"), dict(coder="omp")),
+        (dict(algorithm="threshold"), dict(coder="detector")),
+        (dict(algorithm="threshold", refit=True), dict(coder="threshold")),
+    ]:
+        with pytest.warns(DeprecationWarning, match="coder"):
+            a = sparse_encode(X, D, 4, **old)
+        b = sparse_encode(X, D, 4, **new)
+        assert torch.equal(a.indices, b.indices) and torch.equal(a.values, b.values)
+    with pytest.raises(ParameterError, match="coder must be one of"):
+        sparse_encode(X, D, 4, coder="lasso")

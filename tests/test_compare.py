@@ -7,8 +7,8 @@ import pytest
 
 from dbksvd import InputError, ParameterError
 from dbksvd.analysis.compare import CompareConfig, run_comparison, split_rows, write_report
-from dbksvd.baselines import SAE
 from dbksvd.cli import main
+from dbksvd.models import SAE
 
 
 @pytest.fixture(scope="module")

@@ -160,7 +160,7 @@ def test_thresholding_pursuit_atoms_are_described_and_reconstruct(emoji_store):
     s, r = expl.summary, expl.summary["random"]
     assert s["faithfulness"]["mean"] > r["faithfulness"]["mean"] + 0.05
     assert s["specificity"]["mean"] > r["specificity"]["mean"]
-    from dbksvd.baselines import RandomDictionary
+    from dbksvd.models import RandomDictionary
 
     assert model.score(X) > RandomDictionary(64, 4, random_state=0).fit(X).score(X) + 0.1
 

@@ -58,7 +58,7 @@ def test_threshold_pursuit_codes_with_least_squares_and_reads_bare_on_request():
     model = small(coder="threshold").fit(p.X)
     losses = [h["loss"] for h in model.history_]
     assert losses[-1] < 0.5 * losses[0] and model.score(p.X) > 0.6  # it learns, if less well than OMP
-    own, bare = model.transform(p.X), model.transform(p.X, coder="threshold")
+    own, bare = model.transform(p.X), model.transform(p.X, coder="detector")
     assert torch.equal(own.indices, bare.indices)  # the same detector support
     D = torch.as_tensor(model.components_, dtype=torch.float64)
     X = torch.as_tensor(p.X, dtype=torch.float64)

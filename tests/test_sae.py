@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from dbksvd import InputError, ParameterError, metrics
-from dbksvd.baselines import ARCHITECTURES, SAE
-from dbksvd.baselines.sae import (
+from dbksvd.coding import sparse_encode
+from dbksvd.models import SAE, load_model
+from dbksvd.models import SAE_ARCHITECTURES as ARCHITECTURES
+from dbksvd.models.sae import (
     SparseAutoencoder,
     _aux_loss,
     _zipf_underused,
@@ -16,8 +18,6 @@ from dbksvd.baselines.sae import (
     threshold_activation,
     topk_activation,
 )
-from dbksvd.coding import sparse_encode
-from dbksvd.models import load_model
 
 
 def test_activations():

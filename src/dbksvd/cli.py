@@ -268,7 +268,7 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from .ksvd import DBKSVD
+    from .models import DBKSVD
 
     X = _load_input(args.input, args.key, args.space)
     groups = _parse_groups(args.groups) if args.groups else None
@@ -539,7 +539,7 @@ def _demo_emoji(args: argparse.Namespace) -> int:
     from .embedding import embed_dataset
     from .encoders import get_encoder
     from .io import atomic_path
-    from .ksvd import DBKSVD
+    from .models import DBKSVD
 
     K, k, iters = args.atoms or 256, args.nnz or 8, args.iters or 30
     work = Path(args.workdir)
@@ -629,7 +629,7 @@ def _print_columns(results: dict[str, dict]) -> None:
 def _demo_synthetic(args: argparse.Namespace) -> int:
     from . import metrics
     from .data import make_sparse_problem
-    from .ksvd import DBKSVD
+    from .models import DBKSVD
 
     args.atoms, args.nnz, args.iters = args.atoms or 256, args.nnz or 5, args.iters or 10
     print(

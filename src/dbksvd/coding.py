@@ -1,12 +1,20 @@
 """Sparse coding: find codes ``C`` (n, K) with at most k non-zeros per row so that ``C D ≈ X``.
 
-Two algorithms, both driven by the Gram matrix ``G = D Dᵀ`` (K, K) and the correlations
+The pursuits are driven by the Gram matrix ``G = D Dᵀ`` (K, K) and the correlations
 ``P = X Dᵀ`` (n, K), computed one chunk of rows at a time so memory stays bounded:
 
 * ``"omp"``: exact orthogonal matching pursuit, the Batch-OMP way (Cholesky factor grown one
   row per step, never a per-row least-squares solve from scratch).
 * ``"mp"``: matching pursuit as KSVD.jl does it (atoms may be picked again), with an optional
   least-squares refit on the support.
+* ``"threshold"``: the thresholding pursuit (each row's k atoms with the largest |⟨x, D_j⟩|,
+  least-squares coefficients), and ``"detector"``: the same atoms with the projections as
+  coefficients (each atom read as a detector).
+
+The pursuits are named the same everywhere (``coder`` of :func:`sparse_encode`, of
+:class:`~dbksvd.DBKSVD` and of ``transform``); docs/algorithm.md gives their costs.
+Codes are :class:`SparseCodes` of torch tensors on every path; convert them with
+:meth:`SparseCodes.to_numpy`, :meth:`~SparseCodes.to_scipy` or :meth:`~SparseCodes.to_dense`.
 
 Back ends: compiled per-row kernels (:mod:`dbksvd._kernels`, numba) on the CPU, and the same
 algorithms as batched torch operations on any device (CUDA). Both give the same supports.
@@ -15,6 +23,7 @@ algorithms as batched torch operations on any device (CUDA). Both give the same 
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +42,8 @@ from .validation import (
     resolve_device,
 )
 
-ALGORITHMS = ("omp", "mp", "threshold")
+#: every pursuit sparse_encode runs (``dbksvd.config.READINGS``)
+CODERS = ("omp", "mp", "threshold", "detector")
 BACKENDS = ("auto", "numba", "torch")
 
 
@@ -44,6 +54,11 @@ class SparseCodes:
     ``indices`` (n, k) int64 and ``values`` (n, k) are torch tensors on one device. A slot
     whose value is 0 is unused (its index is arbitrary but valid). ``n_atoms`` is K, the size
     of the dictionary the codes refer to.
+
+    The rule for types: codes are always torch tensors (on the CPU when a model's
+    ``transform`` made them, on the computing device for :func:`sparse_encode`), whatever the
+    input; dense results of a model (``components_``, ``inverse_transform``) are numpy, as in
+    scikit-learn. :meth:`to_numpy`, :meth:`to_scipy` and :meth:`to_dense` convert.
     """
 
     indices: torch.Tensor
@@ -76,6 +91,10 @@ class SparseCodes:
     def to(self, device: Any) -> SparseCodes:
         norms = None if self.row_norms is None else self.row_norms.to(device)
         return SparseCodes(self.indices.to(device), self.values.to(device), self.n_atoms, norms)
+
+    def with_row_norms(self, row_norms: torch.Tensor | None) -> SparseCodes:
+        """The same codes carrying ``row_norms`` (n,)."""
+        return SparseCodes(self.indices, self.values, self.n_atoms, row_norms)
 
     def to_dense(self) -> torch.Tensor:
         """(n, K) dense code matrix (only for inputs small enough to hold it)."""
@@ -181,7 +200,7 @@ def sparse_encode(
     dictionary: Any,
     n_nonzero: int,
     *,
-    algorithm: str = "omp",
+    coder: str = "omp",
     tol: float | None = None,
     refit: bool = False,
     batch_size: int | None = None,
@@ -189,19 +208,23 @@ def sparse_encode(
     backend: str = "auto",
     max_steps: int | None = None,
     gram_matrix: torch.Tensor | None = None,
+    algorithm: str | None = None,
 ) -> SparseCodes:
     """Sparse-code the rows of ``X`` (n, d) against ``dictionary`` (K, d) with unit-norm rows.
 
     Parameters
     ----------
     n_nonzero : k, the most atoms a row may use (1 <= k <= min(K, d)).
-    algorithm : ``"omp"`` (exact OMP, Batch-OMP), ``"mp"`` (matching pursuit) or
-        ``"threshold"`` (the k atoms with the largest |⟨x, D_j⟩|, coefficient ⟨x, D_j⟩: no
-        explaining away; each atom read as a detector, e.g. to ask which items an atom
-        responds to rather than which atoms reconstruct an item best).
+    coder : the pursuit: ``"omp"`` (exact OMP, Batch-OMP), ``"mp"`` (matching pursuit),
+        ``"threshold"`` (the thresholding pursuit: the k atoms with the largest |⟨x, D_j⟩|,
+        least-squares coefficients on them) or ``"detector"`` (the same atoms with the
+        projections ⟨x, D_j⟩ as coefficients: no explaining away, each atom read as a
+        detector, e.g. to ask which items an atom responds to rather than which atoms
+        reconstruct an item best).
     tol : ``"omp"``/``"mp"``: stop a row early once ‖x - x̂‖ <= tol · ‖x‖.
-    refit : ``"mp"`` and ``"threshold"``: least-squares coefficients on the chosen support
-        at the end (thresholding with a refit is the classic "thresholding pursuit").
+    refit : ``"mp"`` only: least-squares coefficients on the chosen support at the end.
+    algorithm : the old name of ``coder`` (deprecated): ``algorithm="threshold"`` is
+        ``coder="detector"``, or ``coder="threshold"`` with ``refit=True``.
     batch_size : rows per chunk (memory is bounded by it); default from K and k.
     device : where to compute; default the device of ``X`` (CPU for numpy input).
     backend : ``"auto"`` (numba kernels on CPU for more than ``FEW_ROWS`` (16) rows, torch
@@ -214,7 +237,10 @@ def sparse_encode(
     SparseCodes with ``indices``/``values`` of shape (n, k) on ``device``, in the dtype of
     ``X`` (float32 unless float64 was given).
     """
-    algorithm = check_choice(algorithm, "algorithm", ALGORITHMS)
+    if algorithm is not None:
+        warnings.warn("sparse_encode(algorithm=...) is now coder=...", DeprecationWarning, stacklevel=2)
+        coder = "detector" if algorithm == "threshold" and not refit else algorithm
+    coder = check_choice(coder, "coder" if algorithm is None else "algorithm", CODERS)
     backend = check_choice(backend, "backend", BACKENDS)
     tol = check_tol(tol)
     dev = resolve_device(device, like=X if isinstance(X, torch.Tensor) else None)
@@ -233,7 +259,7 @@ def sparse_encode(
     if backend == "numba" and dev.type != "cpu":
         backend = "torch"
     batch_size = check_positive_int(batch_size, "batch_size", allow_none=True) or default_batch_size(K, k, dev, backend)
-    if algorithm == "threshold" and not refit:
+    if coder == "detector":
         G = None
     else:
         G = gram(D) if gram_matrix is None else gram_matrix.to(device=dev, dtype=D.dtype)
@@ -243,10 +269,10 @@ def sparse_encode(
     for start in range(0, n, batch_size):
         Xb = as_matrix(src[start : start + batch_size], "X", dtype=D.dtype, device=dev)
         P = Xb @ D.T
-        if algorithm == "threshold":
+        if coder in ("threshold", "detector"):
             idx = P.abs().topk(k, dim=1).indices
             val = P.gather(1, idx)
-            if refit:
+            if coder == "threshold":
                 val = _refit(P, G, idx, val, backend)
             out_idx[start : start + batch_size] = idx
             out_val[start : start + batch_size] = val
@@ -254,9 +280,9 @@ def sparse_encode(
         x2 = torch.linalg.vector_norm(Xb, dim=1, dtype=torch.float64).square()
         tol2 = x2 * (tol * tol) if tol else torch.zeros_like(x2)
         if backend == "numba":
-            idx, val = _encode_numba(P, G, x2, tol2, k, algorithm, refit, max_steps)
+            idx, val = _encode_numba(P, G, x2, tol2, k, coder, refit, max_steps)
         else:
-            idx, val = _encode_torch(P, G, x2, tol2, k, algorithm, refit, max_steps)
+            idx, val = _encode_torch(P, G, x2, tol2, k, coder, refit, max_steps)
         out_idx[start : start + batch_size] = idx
         out_val[start : start + batch_size] = val
     return SparseCodes(out_idx, out_val, K)

@@ -153,3 +153,17 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, Any], metadata: dic
     }
     with atomic_path(path) as tmp:
         save_file(data, str(tmp), metadata=metadata)
+
+
+def validated(schema: type, obj: Any, path: Path, error: type = DataFileError):
+    """``obj`` (parsed JSON) as an instance of the pydantic model ``schema``, or ``error`` with
+    one line naming the first bad field: ``config.json: field 'n_atoms': Input should be a
+    valid integer``."""
+    from pydantic import ValidationError
+
+    try:
+        return schema.model_validate(obj)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the top level"
+        raise error(f"{path}: field '{where}': {first['msg']}") from None

@@ -109,9 +109,7 @@ def model_metrics(model: Any, X: Any, codes: Any = None) -> dict[str, Any]:
 def make_model(method: str, K: int, k: int, cfg: CompareConfig, n_train: int) -> Any:
     """The unfitted model of ``method`` (one of :data:`METHODS`) with K atoms and k non-zeros, as
     the comparison trains it (``n_train`` sets the SAE batch size)."""
-    from ..baselines.classical import MiniBatchDictionary, RandomDictionary
-    from ..baselines.sae import SAE
-    from ..ksvd import DBKSVD
+    from ..models import DBKSVD, SAE, MiniBatchDictionary, RandomDictionary
 
     common = {"preprocessing": cfg.preprocessing, "random_state": cfg.seed, "device": cfg.device}
     if method.startswith("dbksvd"):

@@ -83,7 +83,7 @@ class ExplainConfig:
     distinct: bool = True
 
     def validate(self) -> None:
-        from ..coding import ALGORITHMS
+        from ..config import READINGS as ALGORITHMS
         from .bridge import BRIDGE_KINDS
 
         if self.coder is not None and self.coder not in ALGORITHMS:
@@ -247,7 +247,7 @@ def explain(
     atoms, summary = explain_model(model, ctx, show_progress=show_progress)
     baseline_atoms = None
     if ctx.cfg.baseline:
-        from ..baselines.classical import RandomDictionary
+        from ..models import RandomDictionary
 
         random = RandomDictionary(
             int(model.components_.shape[0]),
@@ -509,7 +509,7 @@ def _explain_model(model: Any, ctx: ExplainContext, label: str, show_progress: b
     K = D.shape[0]
     bar = progress(4, f"explain {label}", enabled=show_progress, unit="step")
     try:
-        codes = model.transform(ctx.X, coder=cfg.coder)
+        codes = model.transform(ctx.X, coder="detector" if cfg.coder == "threshold" else cfg.coder)
         bar.update(1)
         ev = atom_evidence(codes, D, top=cfg.top)
         desc_rows = ctx.split["describe"]

@@ -226,7 +226,7 @@ class Run:
 
     def _scan(self) -> None:
         from ..data.store import EmbeddingStore, is_store
-        from ..modelio import CONFIG_FILE, WEIGHTS_FILE
+        from ..models.folder import CONFIG_FILE, WEIGHTS_FILE
 
         folders = self._folders()
         stores = [f for f in folders if is_store(f)]

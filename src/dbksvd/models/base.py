@@ -1,29 +1,38 @@
-"""What every dictionary model shares (DB-KSVD and the SAEs): scikit-learn's parameter
-protocol, fitted-state checks, the stored preprocessing, and mapping codes back to the input
-space for ``inverse_transform`` and ``score``.
+"""What every dictionary model shares (DB-KSVD, the SAEs, fixed dictionaries): scikit-learn's
+parameter protocol, parameter checks, fitted-state checks, the stored preprocessing, mapping
+codes back to the input space for ``inverse_transform`` and ``score``, and the model folder.
 
-A subclass provides ``fit``, ``_transform_chunks(X, batch_size, coder)`` (yielding the raw
-rows and their codes chunk by chunk; ``coder`` None for the model's own) and, when its reconstructions carry an offset (an SAE's decoder
-bias), ``_decoder_bias()``.
+A subclass is a dataclass of its hyperparameters (:mod:`dbksvd.config`) and provides ``fit``,
+``_transform_chunks(X, batch_size, coder)`` (yielding the raw rows and their codes chunk by
+chunk; ``coder`` None for the model's own), ``save`` and ``_from_folder``, and, when its
+reconstructions carry an offset (an SAE's decoder bias), ``_decoder_bias()``.
 """
 
 from __future__ import annotations
 
+import abc
 import inspect
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from . import metrics
-from .coding import ALGORITHMS, SparseCodes
-from .errors import InputError, NotFittedError, ParameterError
-from .preprocessing import Preprocessor, parse_steps
-from .validation import as_matrix, check_choice
+from .. import ksvd, metrics
+from ..coding import SparseCodes
+from ..config import READINGS, check_fields
+from ..errors import InputError, ModelFormatError, NotFittedError, ParameterError
+from ..preprocessing import Preprocessor, parse_steps
+from ..sources import as_source
+from ..validation import as_matrix, check_choice, check_positive_int
+from .folder import write_model
 
 
-class DictionaryModel:
+class DictionaryModel(abc.ABC):
     """Base class; fitted models have ``components_`` (K, d) and ``preprocessor_``."""
+
+    #: The ``architecture`` field of the saved model folder (an SAE's is its activation rule).
+    architecture_name: ClassVar[str] = ""
 
     # -- scikit-learn parameter protocol ---------------------------------------------------
 
@@ -51,6 +60,10 @@ class DictionaryModel:
             if k not in ("n_atoms", "n_nonzero") and defaults.get(k) != v
         ]
         return f"{type(self).__name__}({', '.join(shown)})"
+
+    def _check_params(self) -> None:
+        """Every hyperparameter against its declared constraint (:func:`dbksvd.config.check_fields`)."""
+        check_fields(self)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "components_"):
@@ -88,11 +101,12 @@ class DictionaryModel:
         memory-mapped array or a store is never loaded whole.
 
         ``coder``: None for the model's own (DB-KSVD: its pursuit; an SAE: its encoder), or one
-        of :data:`dbksvd.coding.ALGORITHMS` against the model's atoms (after an SAE's decoder
-        bias): ``"omp"``/``"mp"`` separate an SAE's encoder from its dictionary, and
-        ``"threshold"`` reads every atom as a detector (its k largest |projections|)."""
+        of :data:`dbksvd.config.READINGS` against the model's atoms (after an SAE's decoder
+        bias): ``"omp"``/``"mp"``/``"threshold"`` as when training (they separate an SAE's
+        encoder from its dictionary), ``"detector"`` reads every atom as a detector (each row's
+        k largest |projections|, the projections as coefficients)."""
         if coder is not None:
-            check_choice(coder, "coder", ALGORITHMS)
+            check_choice(coder, "coder", READINGS)
         return SparseCodes.vstack([codes for _, codes in self._transform_chunks(X, batch_size, coder)])
 
     def inverse_transform(self, codes: SparseCodes | Any) -> np.ndarray:
@@ -123,6 +137,79 @@ class DictionaryModel:
             total += metrics.explained_signal(rows.double(), self.inverse_transform(codes)) * rows.shape[0]
             n += rows.shape[0]
         return total / n
+
+    # -- the model folder (docs/model-format.md) --------------------------------------------
+
+    def _write_folder(self, path: str | Path, state: dict[str, Any], tensors: dict[str, Any] | None = None) -> Path:
+        return write_model(
+            path,
+            architecture=self.architecture_name,
+            params=jsonable(self.get_params()),
+            components=self.components_,
+            preprocessor=self._preprocessor(),
+            data=getattr(self, "data_info_", None),
+            state=state,
+            tensors=tensors,
+        )
+
+    @classmethod
+    def _params_from_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """The constructor arguments stored in ``config["params"]`` (old names mapped)."""
+        params = dict(config["params"])
+        if params.get("groups") is not None:
+            params["groups"] = [tuple(g) if isinstance(g, list) else g for g in params["groups"]]
+        unknown = set(params) - set(cls._param_names())
+        if unknown:
+            raise ModelFormatError(f"unknown parameters {', '.join(sorted(unknown))} for {cls.__name__}")
+        return params
+
+    @classmethod
+    @abc.abstractmethod
+    def _from_folder(cls, config: dict[str, Any], tensors: dict[str, np.ndarray]) -> DictionaryModel:
+        """The model of a checked model folder (``config.json``, tensors), less what
+        :func:`dbksvd.models.folder.load` sets for every model."""
+
+
+class PursuitModel(DictionaryModel):
+    """A dictionary coded by a pursuit (DB-KSVD, fixed dictionaries): a subclass provides
+    ``_settings(n_features)`` (:class:`dbksvd.ksvd.Settings`)."""
+
+    @abc.abstractmethod
+    def _settings(self, n_features: int) -> ksvd.Settings:
+        """The checked hyperparameters."""
+
+    def _transform_chunks(self, X: Any, batch_size: int | None = None, coder: str | None = None):
+        """``(rows as a tensor, codes)`` per chunk of ``X``, both on the CPU; ``coder`` replaces
+        the model's own pursuit (a requested ``mp`` and ``threshold`` refit as when training;
+        ``detector`` is the bare projection reading)."""
+        self._check_fitted()
+        source = as_source(X)
+        self._check_features(source.shape[1], source)
+        settings = self._settings(source.shape[1])
+        coder = coder or settings.coder
+        refit = coder == "mp"
+        step = check_positive_int(batch_size, "batch_size", allow_none=True) or settings.batch_size
+        dtype = torch.float64 if self.components_.dtype == np.float64 else torch.float32
+        D = torch.as_tensor(self.components_, dtype=dtype, device=settings.device)
+        grams = ksvd.group_grams(D, settings, coder)
+        for chunk in source.iter_chunks(step):
+            X_chunk = as_matrix(chunk, dtype=dtype, device=settings.device)
+            target, norms = self._preprocessor().apply(X_chunk)
+            codes = ksvd.encode(target, D, settings, grams, refit=refit, coder=coder)
+            yield X_chunk.cpu(), codes.with_row_norms(norms).to("cpu")
+
+
+def check_rows(model: DictionaryModel, X: Any) -> None:
+    """Refuse rows ``X`` (an array or a store space) of another dimension than the model's, or
+    a store embedded with another encoder than the model's training data (InputError)."""
+    here = X.describe() if hasattr(X, "describe") else {}
+    model._check_features(X.shape[1], X if here else None)  # the dimension first: the plainer problem
+    trained = getattr(model, "data_info_", None) or {}
+    if trained.get("encoder") and here.get("encoder") and trained["encoder"] != here["encoder"]:
+        raise InputError(
+            f"the model was fitted on {trained['encoder']} embeddings but {here['name']} holds "
+            f"{here['encoder']} embeddings"
+        )
 
 
 def jsonable(params: dict[str, Any]) -> dict[str, Any]:

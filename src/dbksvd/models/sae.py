@@ -41,15 +41,14 @@ import numpy as np
 import torch
 
 from ..coding import SparseCodes, sparse_encode
-from ..errors import InputError, ModelFormatError, ParameterError
-from ..estimator import DictionaryModel, jsonable
-from ..modelio import read_model, write_model
-from ..preprocessing import DEFAULT as DEFAULT_PREPROCESSING
+from ..config import SAE_ARCHITECTURES, SAEParams
+from ..errors import InputError, ParameterError
 from ..preprocessing import Preprocessor, parse_steps
 from ..sources import ArraySource, as_source
-from ..validation import as_matrix, check_n_nonzero, check_positive_int, check_tol, resolve_device
+from ..validation import as_matrix, check_n_nonzero, check_positive_int, resolve_device
+from .base import DictionaryModel
 
-ARCHITECTURES = ("topk", "batchtopk", "relu", "featurechoice", "mutualchoice")
+ARCHITECTURES = SAE_ARCHITECTURES
 THRESHOLD_ARCHITECTURES = ("batchtopk", "featurechoice", "mutualchoice")
 
 
@@ -339,74 +338,38 @@ def check_architecture(name: str) -> str:
 # -- the estimator ---------------------------------------------------------------------------
 
 
-class SAE(DictionaryModel):
+class SAE(SAEParams, DictionaryModel):
     """A sparse autoencoder with DBKSVD's interface: fit on arrays or a store space, codes as
     :class:`~dbksvd.SparseCodes`, the same preprocessing, metrics and model folder.
 
-    Parameters
-    ----------
-    architecture : one of ``topk``, ``batchtopk``, ``relu``, ``featurechoice``, ``mutualchoice``.
-    n_atoms, n_nonzero : K latents (decoder rows) and the target L0 k.
-    preprocessing : as for :class:`~dbksvd.DBKSVD` (default ``normalize+center+scale``).
-    lr, batch_size, max_epochs, patience, aux_k, aux_coef : see :class:`SAETrainConfig`.
-    validation_fraction : share of the training rows held out for early stopping when ``fit``
-        gets no ``X_val`` (at most 16,384 rows).
-    random_state, device, verbose : as for DBKSVD.
+    Parameters: see :class:`dbksvd.config.SAEParams` (architecture, n_atoms K latents, n_nonzero
+    the target L0 k, and the training hyperparameters of :class:`SAETrainConfig`).
 
     Attributes: ``components_`` (K, d) the unit-norm decoder rows, ``module_`` the torch
     :class:`SparseAutoencoder`, ``history_`` (per epoch: train loss, validation NMSE, dead
     latents, seconds), ``stopped_`` (``"early_stopping"``, ``"decayed"`` or ``"max_epochs"``).
     """
 
-    def __init__(
-        self,
-        architecture: str = "topk",
-        n_atoms: int = 4096,
-        n_nonzero: int = 32,
-        *,
-        preprocessing: str = DEFAULT_PREPROCESSING,
-        lr: float | None = None,
-        batch_size: int = 4096,
-        max_epochs: int = 50,
-        patience: int = 5,
-        aux_k: int | None = None,
-        aux_coef: float = 1 / 32,
-        validation_fraction: float = 0.1,
-        random_state: int | None = None,
-        device: Any = None,
-        verbose: int = 0,
-    ):
-        self.architecture = architecture
-        self.n_atoms = n_atoms
-        self.n_nonzero = n_nonzero
-        self.preprocessing = preprocessing
-        self.lr = lr
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.aux_k = aux_k
-        self.aux_coef = aux_coef
-        self.validation_fraction = validation_fraction
-        self.random_state = random_state
-        self.device = device
-        self.verbose = verbose
+    @property
+    def architecture_name(self) -> str:
+        """The folder's ``architecture``: the activation rule."""
+        return self.architecture
 
     def _validated(self, d: int) -> dict[str, Any]:
-        K = check_positive_int(self.n_atoms, "n_atoms")
-        frac = self.validation_fraction
-        if not isinstance(frac, (int, float)) or not 0 < frac < 1:
-            raise ParameterError(f"validation_fraction must be in (0, 1), got {frac!r}")
+        check_architecture(self.architecture)  # the plainer message first
+        self._check_params()
+        K = int(self.n_atoms)
         return {
             "architecture": check_architecture(self.architecture),
             "K": K,
             "k": check_n_nonzero(self.n_nonzero, K, d),
             "preprocessing": parse_steps(self.preprocessing),
             "train": SAETrainConfig(
-                lr=check_tol(self.lr, "lr"),
-                batch_size=check_positive_int(self.batch_size, "batch_size"),
-                max_epochs=check_positive_int(self.max_epochs, "max_epochs"),
-                patience=check_positive_int(self.patience, "patience"),
-                aux_k=check_positive_int(self.aux_k, "aux_k", allow_none=True),
+                lr=self.lr,
+                batch_size=int(self.batch_size),
+                max_epochs=int(self.max_epochs),
+                patience=int(self.patience),
+                aux_k=None if self.aux_k is None else int(self.aux_k),
                 aux_coef=float(self.aux_coef),
             ),
             "device": resolve_device("auto" if self.device is None else self.device),
@@ -491,14 +454,14 @@ class SAE(DictionaryModel):
                         Z - module.b_dec,
                         module.W_dec,
                         int(self.n_nonzero),
-                        algorithm=coder,
+                        coder=coder,
                         refit=coder == "mp",
                         device=dev,
                     )
-            codes = SparseCodes(codes.indices, codes.values, codes.n_atoms, norms)
-            yield rows.cpu(), codes.to("cpu")
+            yield rows.cpu(), codes.with_row_norms(norms).to("cpu")
 
     def save(self, path: str | Path) -> Path:
+        """Write the model folder (docs/model-format.md) atomically."""
         self._check_fitted()
         m = self.module_
         tensors = {
@@ -508,41 +471,32 @@ class SAE(DictionaryModel):
             "theta": m.theta,
             "l1_coef": m.l1_coef,
         }
-        return write_model(
-            path,
-            architecture=self.architecture,
-            params=jsonable(self.get_params()),
-            components=self.components_,
-            preprocessor=self._preprocessor(),
-            data=getattr(self, "data_info_", None),
-            state={"history": self.history_, **self.train_info_},
-            tensors=tensors,
-        )
+        return self._write_folder(path, {"history": self.history_, **self.train_info_}, tensors)
 
     @classmethod
     def load(cls, path: str | Path) -> SAE:
-        config, tensors, pre = read_model(path, ARCHITECTURES)
-        try:
-            model = cls(**config["params"])
-            K, d = tensors["components"].shape
-            module = SparseAutoencoder(d, K, config["architecture"], int(model.n_nonzero))
-            module.load_state_dict(
-                {
-                    "W_enc": torch.from_numpy(tensors["encoder.weight"]),
-                    "b_enc": torch.from_numpy(tensors["encoder.bias"]),
-                    "W_dec": torch.from_numpy(tensors["components"]),
-                    "b_dec": torch.from_numpy(tensors["decoder.bias"]),
-                    "theta": torch.from_numpy(tensors["theta"]),
-                    "l1_coef": torch.from_numpy(tensors["l1_coef"]),
-                }
-            )
-        except (TypeError, KeyError, RuntimeError) as exc:
-            raise ModelFormatError(f"{path}: not a loadable SAE ({' '.join(str(exc).split())[:120]})") from None
+        """An SAE model folder (:func:`dbksvd.load` opens every architecture)."""
+        from .folder import load
+
+        return load(path, SAE_ARCHITECTURES)
+
+    @classmethod
+    def _from_folder(cls, config: dict[str, Any], tensors: dict[str, np.ndarray]) -> SAE:
+        model = cls(**cls._params_from_config(config))
+        K, d = tensors["components"].shape
+        module = SparseAutoencoder(d, K, config["architecture"], int(model.n_nonzero))
+        module.load_state_dict(
+            {
+                "W_enc": torch.from_numpy(tensors["encoder.weight"]),
+                "b_enc": torch.from_numpy(tensors["encoder.bias"]),
+                "W_dec": torch.from_numpy(tensors["components"]),
+                "b_dec": torch.from_numpy(tensors["decoder.bias"]),
+                "theta": torch.from_numpy(tensors["theta"]),
+                "l1_coef": torch.from_numpy(tensors["l1_coef"]),
+            }
+        )
         model.module_ = module.eval()
-        model.preprocessor_ = pre
         model.components_ = np.array(tensors["components"])
-        model.n_features_in_ = d
-        model.data_info_ = config.get("data")
         state = dict(config["state"])
         model.history_ = list(state.pop("history", []))
         model.stopped_ = state.get("stopped")
