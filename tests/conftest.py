@@ -1,8 +1,24 @@
 import numpy as np
 import pytest
 import torch
+from needs import FIXTURE_NEEDS
 
 torch.set_num_threads(2)
+
+#: Session fixtures that embed a dataset or load a real encoder: every test using one, directly
+#: or through another fixture, is marked `slow`, so `pytest -m "not slow"` embeds no dataset.
+SLOW_FIXTURES = frozenset({"effnet", "minilm", "fashion_store", "emoji_store", "emoji_run"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark `slow` the tests that use a SLOW_FIXTURES fixture, and skip (with the reason) those
+    whose fixture embeds Debian data that is not installed."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+        for name in sorted(used & FIXTURE_NEEDS.keys()):
+            item.add_marker(FIXTURE_NEEDS[name])
 
 
 def unit_rows(rng: np.random.Generator, K: int, d: int, dtype=np.float64) -> np.ndarray:

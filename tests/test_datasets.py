@@ -4,16 +4,14 @@ with damaged files and captions, and text files (txt, jsonl, parquet)."""
 import dataclasses
 import gzip
 import json
-import os
 import sys
 import unicodedata
-from pathlib import Path
 
 import numpy as np
 import pytest
+from needs import FASHION, FONT, needs_fashion, needs_font
 from PIL import Image
 
-from dbksvd.data import datasets
 from dbksvd.data.datasets import (
     DATASET_NAMES,
     EmojiDataset,
@@ -22,14 +20,12 @@ from dbksvd.data.datasets import (
     Item,
     SkipItem,
     TextsDataset,
+    dataset_from_spec,
+    fashion_mnist,
     get_dataset,
+    register_dataset,
 )
 from dbksvd.errors import DataFileError, InputError, MissingDependencyError, ParameterError
-
-FONT = Path(datasets.DEFAULT_EMOJI_FONT)
-FASHION = Path(datasets.DEFAULT_FASHION_MNIST_ROOT)
-needs_font = pytest.mark.skipif(not FONT.is_file(), reason="apt-get install fonts-noto-color-emoji")
-needs_fashion = pytest.mark.skipif(not FASHION.is_dir(), reason="apt-get install dataset-fashion-mnist")
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +63,7 @@ def test_emoji_listing(emoji):
     assert not {f"U+{cp:04X}" for cp in excluded} & set(by_id)
 
 
+@pytest.mark.slow  # renders all ~1,360 glyphs: 1-3 s
 @needs_font
 def test_emoji_every_glyph_renders(emoji):
     """The listing's empty-glyph test (no bitmap in the font) agrees with actual rendering."""
@@ -172,7 +169,7 @@ def test_fashion_splits_limit_and_start(monkeypatch):
     small = FashionMNIST(limit=5)
     assert [item.id for item in small.items(start=3)] == ["train-00003", "train-00004"]
     # start never touches pixels: listing works even when the image files cannot be read
-    monkeypatch.setattr(datasets, "_read_idx_bytes", lambda path: 1 / 0)
+    monkeypatch.setattr(fashion_mnist, "read_idx_bytes", lambda path: 1 / 0)
     tail = list(test.items(start=9_998))
     assert [item.id for item in tail] == ["test-09998", "test-09999"]
     with pytest.raises(ZeroDivisionError):
@@ -454,11 +451,56 @@ def test_get_dataset(tmp_path, picture_folder):
     hashed = tmp_path / "a#b.txt"  # an existing path keeps its '#'
     hashed.write_text("x\n")
     assert get_dataset(f"texts:{hashed}").load(Item(id="a#b:1", source="")) == "x"
-    if FONT.is_file():
-        emoji = get_dataset("emoji", size=32, limit=3)
-        assert isinstance(emoji, EmojiDataset) and len(emoji) == 3 and emoji.size == 32
-    if FASHION.is_dir():
-        assert len(get_dataset("fashion-mnist", split="test", limit=7)) == 7
+
+
+@needs_font
+def test_get_dataset_emoji():
+    emoji = get_dataset("emoji", size=32, limit=3)
+    assert isinstance(emoji, EmojiDataset) and len(emoji) == 3 and emoji.size == 32
+
+
+@needs_fashion
+def test_get_dataset_fashion_mnist():
+    fashion = get_dataset("fashion-mnist", split="test", limit=7)
+    assert isinstance(fashion, FashionMNIST) and len(fashion) == 7
+
+
+@pytest.mark.parametrize(
+    "family",
+    [
+        "folder",
+        "texts",
+        pytest.param("emoji", marks=needs_font),
+        pytest.param("fashion-mnist", marks=needs_fashion),
+    ],
+)
+def test_dataset_from_spec_rebuilds_every_family(family, tmp_path, picture_folder):
+    texts = tmp_path / "rows.jsonl"
+    texts.write_text(json.dumps({"body": "uno"}) + "\n" + json.dumps({"body": "dos"}) + "\n")
+    dataset = {
+        "folder": lambda: FolderDataset(picture_folder),
+        "texts": lambda: TextsDataset(texts, column="body"),
+        "emoji": lambda: EmojiDataset(size=32, codepoints=["U+1F600", "🐶"]),
+        "fashion-mnist": lambda: FashionMNIST(split="test", limit=5),
+    }[family]()
+    spec = json.loads(json.dumps(dataset.spec()))  # as a manifest holds it
+    again = dataset_from_spec(spec)
+    assert type(again) is type(dataset) and again.name == family and again.spec() == dataset.spec()
+    assert list(again.items()) == list(dataset.items())
+
+
+def test_dataset_from_spec_refuses_unknown_names():
+    for bad in ({"name": "mnist"}, {}, {"name": None}):
+        with pytest.raises(ParameterError, match="emoji, fashion-mnist, folder, texts"):
+            dataset_from_spec(bad)
+    with pytest.raises(ParameterError, match="dict"):
+        dataset_from_spec("emoji")
+
+
+def test_a_family_registers_its_name_once():
+    assert tuple(cls.spec_form for cls in (EmojiDataset, FashionMNIST, FolderDataset, TextsDataset)) == DATASET_NAMES
+    with pytest.raises(ValueError, match="already registered"):
+        register_dataset(type("Again", (TextsDataset,), {}))
 
 
 def test_item_and_skip_item():
@@ -467,4 +509,3 @@ def test_item_and_skip_item():
     with pytest.raises(dataclasses.FrozenInstanceError):
         item.id = "y"
     assert str(SkipItem("unreadable image: bad")) == "unreadable image: bad"
-    assert os.fspath(FONT)  # keeps the import used on machines without the font

@@ -5,18 +5,17 @@ encoders (the hub is not reachable from the tests)."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from needs import FONT
 
 from dbksvd.encoders import ENCODER_NAMES, Encoder, get_encoder
 from dbksvd.errors import DataFileError, InputError, ModelFormatError, ParameterError
 
-EMOJI_FONT = "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"
 CATEGORIES = {
     "animal": "🐶🐱🐭🐰🦊🐻🐼🐨",
     "face": "😀😃😄😁😆😅😂🙂",
@@ -31,7 +30,7 @@ def render(emoji: str):
     """One emoji as an RGBA image on a transparent background (the encoder composites on white)."""
     from PIL import Image, ImageDraw, ImageFont
 
-    font = ImageFont.truetype(EMOJI_FONT, 109)  # the only size this bitmap font has
+    font = ImageFont.truetype(str(FONT), 109)  # the only size this bitmap font has
     image = Image.new("RGBA", (136, 128), (0, 0, 0, 0))
     ImageDraw.Draw(image).text((0, 0), emoji, font=font, embedded_color=True)
     return image
@@ -48,8 +47,8 @@ def cosine(X: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def emoji():
     """(labels, images): 37 categorised emoji followed by the 3 OBJECTS."""
-    if not os.path.exists(EMOJI_FONT):
-        pytest.skip("fonts-noto-color-emoji is not installed")
+    if not FONT.is_file():
+        pytest.skip(f"no emoji font at {FONT}: apt-get install fonts-noto-color-emoji")
     labels = [cat for cat, chars in CATEGORIES.items() for _ in chars] + list(OBJECTS)
     chars = "".join(CATEGORIES.values()) + OBJECTS
     return labels, [render(c) for c in chars]

@@ -1,6 +1,7 @@
 """The whole path on real offline data: datasets -> real encoders -> store -> DB-KSVD."""
 
 import numpy as np
+from needs import needs_font
 
 from dbksvd import DBKSVD, metrics
 from dbksvd.data import EmbeddingStore, EmojiDataset, FashionMNIST
@@ -55,6 +56,7 @@ def test_dictionary_on_real_embeddings_beats_random_directions(fashion_store):
     assert metrics.l0(codes) <= 8
 
 
+@needs_font
 def test_emoji_store_image_and_caption_spaces(tmp_path, effnet):
     data = EmojiDataset(codepoints=["🐶", "🐱", "🐭", "🐰", "🦊", "🐻", "🚗", "🚕", "🚙", "🚌", "🚓", "🚑"])
     store = embed_dataset(data, tmp_path / "s", effnet, show_progress=False)

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from needs import needs_font
 
 from dbksvd import DBKSVD, DataFileError, InputError, ParameterError
 from dbksvd.data.datasets import EmojiDataset, TextsDataset
@@ -120,6 +121,7 @@ def minilm():
     return get_encoder("minilm")
 
 
+@needs_font
 def test_embedding_resumes_after_an_interruption_without_loss_or_duplicates(tmp_path, monkeypatch, effnet, minilm):
     data = EmojiDataset(limit=130)
     ref = embed_dataset(

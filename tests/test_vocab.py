@@ -5,13 +5,11 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from needs import WORDNET, needs_wordnet
 
-from dbksvd.data import VOCABULARY_NAMES, Vocabulary, load_vocabulary, vocab
+from dbksvd.data import VOCABULARY_NAMES, Vocabulary, load_vocabulary
 from dbksvd.data.vocab import imagenet_names, wordnet_nouns
 from dbksvd.errors import DataFileError, InputError, MissingDependencyError, ParameterError
-
-WORDNET = Path(vocab.DEFAULT_WORDNET_DIR) / "index.noun"
-needs_wordnet = pytest.mark.skipif(not WORDNET.is_file(), reason="apt-get install wordnet-base")
 
 
 @pytest.fixture(autouse=True)

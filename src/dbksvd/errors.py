@@ -44,3 +44,13 @@ class NotFittedError(DbksvdError, ValueError, AttributeError):
 class MissingDependencyError(DbksvdError, ImportError):
     """An optional package (an encoder's, a dataset's) is not installed; the message says
     which extra to install, e.g. ``pip install 'dbksvd[embed]'``."""
+
+
+class ImageError(DataFileError):
+    """An image file or upload cannot be decoded: not an image, truncated or damaged, a format not
+    allowed, or more pixels than allowed (a decompression bomb). ``reason`` is the short cause,
+    ``"<decoder's exception type>: <its message>"``."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = " ".join(str(reason).split()) or self.args[0]

@@ -1,8 +1,8 @@
 """Data: the built-in datasets, the on-disk embedding store, and the planted synthetic problem.
 
-Datasets yield items (id, image or text, caption, label); the store keeps their embeddings in
-memory-mappable shards (``docs/store.md``); vocabularies hold the candidate phrases that
-describe atoms.
+Datasets yield items (id, image or text, caption, label); ``images`` is the one decoder of
+image files and uploads; the store keeps their embeddings in memory-mappable shards
+(``docs/store.md``); vocabularies hold the candidate phrases that describe atoms.
 """
 
 from .datasets import (
@@ -17,6 +17,7 @@ from .datasets import (
     dataset_from_spec,
     get_dataset,
 )
+from .images import decode_image
 from .store import EmbeddingStore, StoreSpace, StoreWriter, is_store, open_rows
 from .synthetic import SparseProblem, make_sparse_problem
 from .vocab import VOCABULARY_NAMES, Vocabulary, load_vocabulary
@@ -32,6 +33,7 @@ __all__ = [
     "TextsDataset",
     "dataset_from_spec",
     "get_dataset",
+    "decode_image",
     "EmbeddingStore",
     "StoreSpace",
     "StoreWriter",

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .._progress import progress as _progress_bar
-from ..errors import DataFileError, InputError, MissingDependencyError, ParameterError
+from ..errors import InputError, MissingDependencyError, ParameterError
 
 MODALITIES = ("image", "text")
 
@@ -114,8 +114,8 @@ class Encoder(abc.ABC):
     def encode_images(self, images: Sequence, *, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """Embed images: a sequence of ``PIL.Image`` or file paths (``str`` / ``Path``).
 
-        Files are opened with PIL one batch at a time; every image becomes RGB, with
-        transparent pixels composited on white. Returns ``(n, dim("image"))`` float32, and a
+        Files are decoded one batch at a time (upright: their EXIF orientation applied); every
+        image becomes RGB, with transparent pixels composited on white (see :func:`to_rgb`). Returns ``(n, dim("image"))`` float32, and a
         ``(0, dim("image"))`` array for an empty sequence.
         """
         self._require("image")
@@ -189,23 +189,16 @@ def check_batch_size(batch_size: Any, default: int) -> int:
 
 
 def to_rgb(image):
-    """A ``PIL.Image`` or an image file path -> an RGB ``PIL.Image`` (alpha composited on white)."""
-    from PIL import Image, UnidentifiedImageError
+    """A ``PIL.Image`` or an image file path -> an RGB ``PIL.Image``.
 
-    if not _is_pil_image(image):
-        path = Path(image)
-        try:
-            with Image.open(path) as f:
-                image = f.copy()  # read now, close the file
-        except FileNotFoundError:
-            raise DataFileError(f"image file not found: {path}") from None
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataFileError(f"cannot read image {path}: {exc}") from None
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return image if image.mode == "RGB" else image.convert("RGB")
+    A file is decoded by :func:`dbksvd.data.images.decode_image` (EXIF orientation applied,
+    Pillow's pixel bound; DataFileError when missing, ImageError when unreadable); an image is
+    taken as given and converted by :func:`dbksvd.data.images.to_rgb` (alpha composited on
+    white)."""
+    from ..data.images import decode_image
+    from ..data.images import to_rgb as convert
+
+    return convert(image) if _is_pil_image(image) else decode_image(image)
 
 
 def versions(*packages: str) -> dict[str, str | None]:

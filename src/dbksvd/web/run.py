@@ -936,18 +936,6 @@ def open_upload(data: bytes) -> Any:
         raise ParameterError(f"the upload is {len(data)} bytes; at most {MAX_UPLOAD_BYTES} are allowed")
     if not data:
         raise InputError("the upload is empty")
-    from PIL import Image
+    from ..data.images import decode_image  # upright (EXIF), ImageError when unreadable or too large
 
-    try:
-        image = Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS)
-        w, h = image.size
-        if w * h > MAX_IMAGE_PIXELS:
-            raise ParameterError(f"the image is {w} x {h} pixels; at most {MAX_IMAGE_PIXELS} pixels are allowed")
-        image.load()
-    except DbksvdError:
-        raise
-    except Exception as exc:  # PIL raises many kinds for a bad file
-        raise InputError(f"the upload is not a readable image ({type(exc).__name__})") from None
-    from ..data.datasets import _image_to_rgb
-
-    return _image_to_rgb(image)
+    return decode_image(data, max_pixels=MAX_IMAGE_PIXELS, formats=UPLOAD_FORMATS, name="the upload")
