@@ -205,3 +205,91 @@ def check_groups(groups: Any, n_atoms: int, n_nonzero: int) -> list[tuple[int, i
         if k > a:
             raise ParameterError(f"a group of {a} atoms cannot hold {k} non-zeros")
     return pairs
+
+
+def parameter_error(exc: Any, owner: type) -> ParameterError:
+    """pydantic's ``ValidationError`` ``exc``, raised checking the fields of ``owner`` (a pydantic
+    dataclass or model), as one line that names the field and what it takes, e.g.
+    ``ExplainConfig.top must be an integer >= 1; got True``, from the first error.
+
+    A choice (``Literal``) reads ``CompareConfig.methods[1]: unknown method 'pca'; it must be
+    one of ...``; an error raised by a check of several fields (a model validator) reads
+    ``Owner: <its message>``.
+    """
+    import types
+    from typing import Annotated, Literal, Union, get_args, get_origin
+
+    def flat(meta: Any) -> list[Any]:  # pydantic's FieldInfo nests its constraints
+        out = []
+        for m in meta:
+            out.extend(flat(m.metadata) if hasattr(m, "metadata") and hasattr(m, "annotation") else [m])
+        return out
+
+    def unwrap(tp: Any, meta: list[Any], optional: bool = False) -> tuple[Any, list[Any]]:
+        """The type under ``Annotated`` (and, with ``optional``, under ``X | None``) and its constraints."""
+        while True:
+            if get_origin(tp) is Annotated:
+                tp, *extra = get_args(tp)
+                meta = [*meta, *flat(extra)]
+            elif optional and get_origin(tp) in (Union, types.UnionType) and len(get_args(tp)) == 2:
+                tp = next((a for a in get_args(tp) if a is not type(None)), tp)
+            else:
+                return tp, meta
+
+    def bounds(meta: list[Any]) -> str:
+        """' >= 1', ' in (0, 1)', ... from annotated-types' Ge / Gt / Le / Lt."""
+        limit = {k: getattr(m, k) for m in meta for k in ("ge", "gt", "le", "lt") if getattr(m, k, None) is not None}
+        num = {k: f"{v:g}" if isinstance(v, float) else str(v) for k, v in limit.items()}
+        lo = "ge" if "ge" in limit else "gt" if "gt" in limit else None
+        hi = "le" if "le" in limit else "lt" if "lt" in limit else None
+        if lo and hi:
+            return f" in {'[' if lo == 'ge' else '('}{num[lo]}, {num[hi]}{']' if hi == 'le' else ')'}"
+        symbol = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+        return "".join(f" {symbol[k]} {num[k]}" for k in (lo, hi) if k)
+
+    nouns = {
+        bool: ("true or false", "booleans"),
+        int: ("an integer", "integers"),
+        float: ("a number", "numbers"),
+        str: ("a string", "strings"),
+    }
+
+    def describe(tp: Any, meta: list[Any], plural: bool = False) -> str:
+        tp, meta = unwrap(tp, meta)
+        origin, args = get_origin(tp), get_args(tp)
+        if origin in (Union, types.UnionType):
+            rest = [a for a in args if a is not type(None)]
+            text = " or ".join(describe(a, meta, plural) for a in rest)
+            return text + " or None" if len(rest) < len(args) else text
+        if origin is Literal:
+            return "one of " + ", ".join(map(repr, args))
+        if origin in (tuple, list):
+            size = "non-empty " if any(getattr(m, "min_length", 0) for m in meta) else ""
+            kind = "tuples" if plural else "tuple" if origin is tuple else "list"
+            return f"{'' if plural else 'a '}{size}{kind} of {describe(args[0] if args else Any, [], True)}"
+        singular, many = nouns.get(tp, (f"a {getattr(tp, '__name__', tp)}", f"{getattr(tp, '__name__', tp)} values"))
+        return (many if plural else singular) + bounds(meta)
+
+    err = exc.errors(include_url=False)[0]
+    name, loc, value = owner.__name__, err["loc"], err.get("input")
+    fields = getattr(owner, "__pydantic_fields__", None) or getattr(owner, "model_fields", {})
+    if not loc or loc[0] not in fields:
+        if err["type"] == "unexpected_keyword_argument":
+            return ParameterError(f"{name} has no field {loc[-1]!r}")
+        cause = (err.get("ctx") or {}).get("error")
+        return ParameterError(f"{name}: {cause if cause is not None else err['msg']}")
+    tp, meta = fields[loc[0]].annotation, list(fields[loc[0]].metadata)
+    where = f"{name}.{loc[0]}"
+    for part in loc[1:]:  # into the element of a tuple or list
+        tp, meta = unwrap(tp, meta, optional=True)
+        if get_origin(tp) not in (tuple, list) or not isinstance(part, int):
+            break
+        tp, meta, where = get_args(tp)[0], [], f"{where}[{part}]"
+    if err["type"] == "missing":
+        return ParameterError(f"{where} is required")
+    if err["type"] == "value_error" and (err.get("ctx") or {}).get("error") is not None:
+        return ParameterError(f"{where}: {err['ctx']['error']}")  # a field validator's own message
+    if err["type"] == "literal_error":
+        noun = loc[0].removesuffix("s") if len(loc) > 1 else loc[0]
+        return ParameterError(f"{where}: unknown {noun} {value!r}; it must be {describe(tp, meta)}")
+    return ParameterError(f"{where} must be {describe(tp, meta)}; got {value!r}")
