@@ -13,10 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..coding import SparseCodes
-from ..errors import InputError
+from ...coding import SparseCodes
+from ...errors import InputError
 
 SIDES = ("pos", "neg")
+#: The sign of the coefficients of each side.
+SIGN = {"pos": 1, "neg": -1}
 
 
 @dataclass
@@ -168,3 +170,9 @@ def active_matrix(codes: SparseCodes, atoms: np.ndarray, signs: np.ndarray) -> n
         hit = (unit_of[atom] >= 0) & (np.sign(val) == sign)
         out[unit_of[atom[hit]], item[hit]] = True
     return out
+
+
+def code_rows(codes: SparseCodes, rows: np.ndarray) -> SparseCodes:
+    """The codes of the items ``rows`` (indices into ``codes``), in that order."""
+    r = torch.as_tensor(rows, dtype=torch.long)
+    return SparseCodes(codes.indices[r], codes.values[r], codes.n_atoms)
