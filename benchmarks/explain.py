@@ -160,7 +160,7 @@ def main(args) -> None:
                     f"   bridge {bridge['kind']} {bridge['params']}: held-out recall@1 {bridge['test']['recall@1']:.3f}, "
                     f"recall@5 {bridge['test']['recall@5']:.3f} over {bridge['test']['gallery']} captions"
                 )
-            detectors = replace(ctx, cfg=replace(ctx.cfg, coder="threshold"))
+            detectors = replace(ctx, cfg=replace(ctx.cfg, coder="detector"))
             for method in METHODS:
                 t0 = time.perf_counter()
                 model = fit(method, X, ctx, K, args.nnz, args, seed)

@@ -1,4 +1,4 @@
-"""The linear image <-> text bridge (dbksvd.analysis.bridge) on real emoji pairs
+"""The linear image <-> text bridge (dbksvd.analysis.explain.bridge) on real emoji pairs
 (effnet-lite0 images, minilm captions), plus its error cases on small synthetic pairs."""
 
 import json
@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from dbksvd.analysis.bridge import BRIDGE_KINDS, LinearBridge, bridge_recall, fit_bridge
+from dbksvd.analysis.explain.bridge import BRIDGE_KINDS, LinearBridge, bridge_recall, fit_bridge
 from dbksvd.errors import InputError, ParameterError
 
 

@@ -110,7 +110,7 @@ def test_a_failing_method_is_reported_and_the_others_run(data, monkeypatch):
     "cfg, labels, words",
     [
         (dict(methods=("dbksvd", "pca")), None, "unknown method 'pca'"),
-        (dict(nnz=(32,)), None, "must be smaller than K=32"),
+        (dict(nnz=(33,)), None, "must be at most K=32"),
         (dict(), np.zeros(5), "labels have shape"),
     ],
 )

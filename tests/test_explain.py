@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from dbksvd import DBKSVD, SparseCodes
-from dbksvd.analysis.describe import CaptionTerms, caption_terms, head_classes
-from dbksvd.analysis.evidence import active_matrix, atom_evidence
 from dbksvd.analysis.explain import ExplainConfig, explain, read_atoms, write_explanation
+from dbksvd.analysis.explain.describe import CaptionTerms, caption_terms, head_classes
+from dbksvd.analysis.explain.evidence import active_matrix, atom_evidence
 from dbksvd.cli import main
 from dbksvd.errors import InputError, ParameterError
 
@@ -70,7 +70,7 @@ def test_head_classes_reads_the_largest_logit_changes():
 
 
 def test_distinct_descriptions_within_one_standard_error():
-    from dbksvd.analysis.explain import _distinct
+    from dbksvd.analysis.explain.choice import distinct_descriptions
 
     cands = [
         [("flag", "a"), ("banner", "b")],  # the most faithful atom keeps "flag"
@@ -80,7 +80,9 @@ def test_distinct_descriptions_within_one_standard_error():
     ]  # the other side of an atom: left alone
     choice_f = [np.array([0.9, 0.7]), np.array([0.85, 0.82]), np.array([0.8, 0.5]), np.array([0.95])]
     chosen = [0, 0, 0, 0]
-    _distinct(cands, chosen, choice_f, np.array([True, True, True, False]), np.array([0.05, 0.05, 0.05, 0.05]))
+    distinct_descriptions(
+        cands, chosen, choice_f, np.array([True, True, True, False]), np.array([0.05, 0.05, 0.05, 0.05])
+    )
     assert chosen == [0, 1, 0, 0]
 
 
@@ -176,9 +178,9 @@ def test_explain_is_deterministic_and_round_trips(emoji_store, emoji_image_model
 
 
 def test_atoms_read_as_detectors(emoji_store, emoji_image_model):
-    cfg = ExplainConfig(**FAST, baseline=False, coder="threshold")
+    cfg = ExplainConfig(**FAST, baseline=False, coder="detector")
     expl = explain(emoji_image_model, emoji_store, config=cfg, show_progress=False)
-    assert expl.summary["coder"] == "threshold" and expl.summary["faithfulness"]["mean"] > 0.55
+    assert expl.summary["coder"] == "detector" and expl.summary["faithfulness"]["mean"] > 0.55
     # every item now counts for exactly k atoms, each with its projection
     assert sum(r["count_positive"] + r["count_negative"] for r in expl.atoms) == 4 * emoji_store.count
     with pytest.raises(ParameterError, match="unknown coder"):

@@ -156,3 +156,20 @@ def test_recall_at_k_by_hand():
     assert got == {"recall@1": pytest.approx(1 / 3), "recall@2": pytest.approx(1.0)}
     with pytest.raises(InputError, match="gallery indices"):
         metrics.recall_at_k(S, [0, 3, 1])
+
+
+def test_probe_retention_by_hand():
+    # two classes split by the sign of the first feature: the probe gets every original test
+    # row right; zeroing the first feature of the reconstructions leaves it at chance or worse
+    rng = np.random.default_rng(0)
+    X_train = rng.standard_normal((200, 3))
+    y_train = (X_train[:, 0] > 0).astype(int)
+    X_test = np.array([[2.0, 0.1, 0.0], [-2.0, 0.0, 0.1], [1.5, -0.2, 0.0], [-1.5, 0.2, 0.0]])
+    y_test = np.array([1, 0, 1, 0])
+    predict = metrics.linear_probe(X_train, y_train)
+    same = metrics.probe_retention(predict, X_test, X_test, y_test)
+    assert same == {"probe_accuracy": 1.0, "probe_accuracy_reconstructed": 1.0, "probe_retention": 1.0}
+    flipped = metrics.probe_retention(predict, X_test, -X_test, y_test)
+    assert flipped["probe_accuracy_reconstructed"] == 0.0 and flipped["probe_retention"] == 0.0
+    # an accuracy of 0 on the originals leaves the retention undefined
+    assert math.isnan(metrics.probe_retention(predict, -X_test, X_test, y_test)["probe_retention"])

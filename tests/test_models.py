@@ -84,12 +84,12 @@ def test_an_old_random_folder_with_dbksvd_parameters_still_loads(problem, tmp_pa
 @pytest.mark.parametrize(
     "field, value, words",
     [
-        ("n_atoms", True, "DBKSVD.n_atoms must be an integer; got True"),
+        ("n_atoms", True, "DBKSVD.n_atoms must be an integer >= 1; got True"),
         ("n_atoms", 3.0, "DBKSVD.n_atoms must be an integer"),
         ("max_iter", -2, "DBKSVD.max_iter must be >= 1; got -2"),
-        ("coder", "lars", "DBKSVD.coder must be one of 'omp', 'mp', 'threshold'"),
-        ("tol", float("nan"), "DBKSVD.tol must be a finite number"),
-        ("replace_unused", "yes", "DBKSVD.replace_unused must be True or False"),
+        ("coder", "lars", "DBKSVD.coder: unknown coder 'lars'; coder must be one of 'omp', 'mp', 'threshold'"),
+        ("tol", float("nan"), "DBKSVD.tol must be a number >= 0 or None; got nan"),
+        ("replace_unused", "yes", "DBKSVD.replace_unused must be true or false"),
         ("random_state", -1, "DBKSVD.random_state must be >= 0"),
     ],
 )

@@ -9,6 +9,10 @@ choice) and :func:`check_fields` checks them all with pydantic, raising one
 d), Matryoshka groups, preprocessing steps, devices) are checked where the data is known
 (:mod:`dbksvd.validation`); their fields carry :data:`CHECKED_WITH_DATA`.
 
+Configs (:func:`config_dataclass`, e.g. ``ExplainConfig``) check on construction; estimators
+check when they fit (:func:`check_fields`). Both raise :func:`parameter_error`'s one line,
+``ExplainConfig.top must be an integer >= 1; got True``.
+
 This module imports no numerical library: the CLI's ``--help`` reads it without loading torch.
 """
 
@@ -17,9 +21,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import KW_ONLY, dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from annotated_types import Ge, Gt, Lt
+from pydantic import AllowInfNan, BeforeValidator, Strict
 
 from .errors import ParameterError
 
@@ -35,22 +40,21 @@ def _python_scalar(value: Any) -> Any:
 CHECKED_WITH_DATA = "checked with the data"
 
 
-def _integer():
-    from pydantic import BeforeValidator, Strict
-
-    return (BeforeValidator(_python_scalar), Strict())
-
-
-# The annotations are plain typing constructs (readable by the CLI generator and by
-# documentation tools); :func:`check_fields` adds pydantic's strictness when it checks.
-Count = Annotated[int, Ge(1)]
-"""An integer >= 1 (a bool is not an integer)."""
-Seed = Annotated[int, Ge(0)]
+# Constraints sit in the annotations (readable by the CLI generator); strict: a bool is not an
+# integer, a string is not a number (numpy scalars count as numbers).
+Count = Annotated[int, BeforeValidator(_python_scalar), Strict(), Ge(1)]
+"""An integer >= 1 (counts, sizes, iterations)."""
+PositiveInt = Count
+Seed = Annotated[int, BeforeValidator(_python_scalar), Strict(), Ge(0)]
 """A random seed: an integer >= 0."""
-Tolerance = Annotated[float, Ge(0)]
+Tolerance = Annotated[float, BeforeValidator(_python_scalar), Strict(), AllowInfNan(False), Ge(0)]
 """A finite number >= 0."""
-Fraction = Annotated[float, Gt(0), Lt(1)]
+Fraction = Annotated[float, BeforeValidator(_python_scalar), Strict(), Gt(0), Lt(1)]
 """A number strictly between 0 and 1."""
+Flag = Annotated[bool, Strict()]
+"""True or False, nothing else."""
+
+T = TypeVar("T")
 
 #: Pursuits a dictionary model trains and codes with (:func:`dbksvd.sparse_encode`); as a
 #: model's own pursuit, ``mp`` and ``threshold`` end with a least-squares refit.
@@ -65,77 +69,49 @@ DEFAULT_PREPROCESSING = "normalize+center+scale"
 
 
 def check_fields(obj: Any, owner: str | None = None) -> None:
-    """Check every field of the dataclass instance ``obj`` against its annotation.
+    """Check every field of the dataclass instance ``obj`` (an estimator's hyperparameters)
+    against its annotation, raising :func:`parameter_error`'s one line.
 
     Integers are strict (``True`` and ``3.0`` are not integers, ``np.int64(3)`` is), floats
-    accept integers, ``X | None`` accepts None. Raises ParameterError naming the field, the
-    rule and the value: ``DBKSVD.n_atoms must be an integer >= 1; got 0``.
+    accept integers, ``X | None`` accepts None; fields marked :data:`CHECKED_WITH_DATA` are
+    left to the fit. Estimators check when they fit, not when built (scikit-learn's contract:
+    ``__init__`` and ``set_params`` only store).
     """
-    owner = owner or type(obj).__name__
-    for f in dataclasses.fields(obj):
-        if f.name.startswith("_"):
-            continue
-        value = getattr(obj, f.name)
-        adapter, rule = _adapter(type(obj), f.name)
-        if adapter is None:
-            continue
-        from pydantic import ValidationError
+    from pydantic import ValidationError
 
-        try:
-            adapter.validate_python(value)
-        except ValidationError as exc:
-            why = _broken_rule(exc.errors(), rule)
-            raise ParameterError(f"{owner}.{f.name} must be {why}; got {value!r}") from None
-
-
-#: pydantic error types -> the rule broken, in words ({x}: the constraint's value)
-_BROKEN = {
-    "greater_than_equal": ">= {ge}",
-    "greater_than": "> {gt}",
-    "less_than": "< {lt}",
-    "less_than_equal": "<= {le}",
-    "int_type": "an integer",
-    "int_from_float": "an integer",
-    "int_parsing": "an integer",
-    "float_type": "a number",
-    "finite_number": "a finite number",
-    "bool_type": "True or False",
-    "string_type": "a string",
-}
-
-
-def _broken_rule(errors: list[dict[str, Any]], rule: str) -> str:
-    """The first broken rule of a failed check (a union's None branch aside), in words."""
-    for e in errors:
-        if e["type"] == "none_required":
-            continue
-        if e["type"] == "literal_error":
-            return "one of " + e["ctx"]["expected"].replace(" or ", ", ")
-        words = _BROKEN.get(e["type"])
-        if words:
-            return words.format(**e.get("ctx", {}))
-    return rule
+    checked = _checked_twin(type(obj), owner or type(obj).__name__)
+    values = {f.name: getattr(obj, f.name) for f in dataclasses.fields(checked)}
+    try:
+        checked(**values)
+    except ValidationError as exc:
+        raise parameter_error(exc, checked) from None
 
 
 @functools.cache
-def _adapter(cls: type, name: str):
-    """(pydantic TypeAdapter, rule in words) for field ``name`` of ``cls``; (None, "") for a
-    field checked with the data."""
+def _checked_twin(cls: type, name: str) -> type:
+    """A pydantic dataclass named ``name`` with the checkable fields of the dataclass ``cls``,
+    made strict."""
     import typing
 
-    hint = typing.get_type_hints(cls, include_extras=True)[name]
-    if CHECKED_WITH_DATA in getattr(hint, "__metadata__", ()):
-        return None, ""
-    from pydantic import TypeAdapter
+    from pydantic import ConfigDict
+    from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-    strict = _strict_hint(hint)
-    return TypeAdapter(strict), _rule(hint)
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields = [
+        (f.name, _strict_hint(hints[f.name]))
+        for f in dataclasses.fields(cls)
+        if not f.name.startswith("_") and CHECKED_WITH_DATA not in getattr(hints[f.name], "__metadata__", ())
+    ]
+    twin = dataclasses.make_dataclass(name, fields)
+    return pydantic_dataclass(twin, config=ConfigDict(arbitrary_types_allowed=True))
 
 
 def _strict_hint(hint: Any) -> Any:
-    """``hint`` with strict integers (and numpy scalars accepted) wherever it holds ``int``."""
+    """``hint`` with strict scalars (numpy scalars accepted) wherever it holds int, float, bool or str."""
     import types
     import typing
+
+    from pydantic import AllowInfNan, BeforeValidator, Strict
 
     origin = typing.get_origin(hint)
     if origin is Annotated:
@@ -144,46 +120,136 @@ def _strict_hint(hint: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         args = tuple(_strict_hint(a) for a in typing.get_args(hint))
         return functools.reduce(lambda a, b: a | b, args)
-    if hint is int:
-        return Annotated[(int, *_integer())]
     if hint is float:
-        from pydantic import AllowInfNan, BeforeValidator, Strict
-
         return Annotated[float, BeforeValidator(_python_scalar), Strict(), AllowInfNan(False)]
-    if hint is bool:
-        from pydantic import Strict
-
-        return Annotated[bool, Strict()]
-    if hint is str:
-        from pydantic import Strict
-
-        return Annotated[str, Strict()]
+    if hint in (int, bool, str):
+        return Annotated[hint, BeforeValidator(_python_scalar), Strict()]
     return hint
 
 
-def _rule(hint: Any) -> str:
-    """The constraint of ``hint`` in words, for error messages."""
-    import types
-    import typing
+def config_dataclass(cls: type[T]) -> type[T]:
+    """``cls`` as a pydantic dataclass that checks every field on construction and on
+    assignment, a failed check raising :func:`parameter_error`'s one line (for configs; the
+    estimators check when they fit, :func:`check_fields`). Still a standard dataclass:
+    ``dataclasses.asdict``/``replace`` and the CLI generator read it."""
+    from pydantic import ConfigDict, ValidationError
+    from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-    origin = typing.get_origin(hint)
-    if origin is Annotated:
-        base, *meta = typing.get_args(hint)
-        words = _rule(base)
-        for m in meta:
-            for attr, sign in (("ge", ">="), ("gt", ">"), ("lt", "<"), ("le", "<=")):
-                if getattr(m, attr, None) is not None:
-                    words += f" {sign} {getattr(m, attr)}"
-        return words.replace("> 0 < 1", "in (0, 1)")
-    if origin in (typing.Union, types.UnionType):
-        parts = [a for a in typing.get_args(hint) if a is not type(None)]
-        none = len(parts) < len(typing.get_args(hint))
-        return " or ".join(_rule(a) for a in parts) + (" or None" if none else "")
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
-    return {int: "an integer", float: "a finite number", bool: "True or False", str: "a string"}.get(
-        hint, getattr(hint, "__name__", str(hint))
+    checked = pydantic_dataclass(
+        cls, config=ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
     )
+    init, setattr_ = checked.__init__, checked.__setattr__
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        try:
+            init(self, *args, **kwargs)
+        except ValidationError as exc:
+            raise parameter_error(exc, checked) from None
+
+    @functools.wraps(setattr_)
+    def __setattr__(self, name, value):
+        try:
+            setattr_(self, name, value)
+        except ValidationError as exc:
+            raise parameter_error(exc, checked) from None
+
+    checked.__init__, checked.__setattr__ = __init__, __setattr__
+    return checked
+
+
+_BOUND_ERRORS = ("greater_than_equal", "greater_than", "less_than", "less_than_equal")
+
+
+def parameter_error(exc: Any, owner: type) -> ParameterError:
+    """pydantic's ``ValidationError`` ``exc``, raised checking the fields of ``owner`` (a pydantic
+    dataclass or model), as one line that names the field and what it takes, e.g.
+    ``ExplainConfig.top must be an integer >= 1; got True``, from the first error.
+
+    A choice (``Literal``) reads ``CompareConfig.methods[1]: unknown method 'pca'; it must be
+    one of ...``; an error raised by a check of several fields (a model validator) reads
+    ``Owner: <its message>``.
+    """
+    import types
+    from typing import Annotated, Literal, Union, get_args, get_origin
+
+    def flat(meta: Any) -> list[Any]:  # pydantic's FieldInfo nests its constraints
+        out = []
+        for m in meta:
+            out.extend(flat(m.metadata) if hasattr(m, "metadata") and hasattr(m, "annotation") else [m])
+        return out
+
+    def unwrap(tp: Any, meta: list[Any], optional: bool = False) -> tuple[Any, list[Any]]:
+        """The type under ``Annotated`` (and, with ``optional``, under ``X | None``) and its constraints."""
+        while True:
+            if get_origin(tp) is Annotated:
+                tp, *extra = get_args(tp)
+                meta = [*meta, *flat(extra)]
+            elif optional and get_origin(tp) in (Union, types.UnionType) and len(get_args(tp)) == 2:
+                tp = next((a for a in get_args(tp) if a is not type(None)), tp)
+            else:
+                return tp, meta
+
+    def bounds(meta: list[Any]) -> str:
+        """' >= 1', ' in (0, 1)', ... from annotated-types' Ge / Gt / Le / Lt."""
+        limit = {k: getattr(m, k) for m in meta for k in ("ge", "gt", "le", "lt") if getattr(m, k, None) is not None}
+        num = {k: f"{v:g}" if isinstance(v, float) else str(v) for k, v in limit.items()}
+        lo = "ge" if "ge" in limit else "gt" if "gt" in limit else None
+        hi = "le" if "le" in limit else "lt" if "lt" in limit else None
+        if lo and hi:
+            return f" in {'[' if lo == 'ge' else '('}{num[lo]}, {num[hi]}{']' if hi == 'le' else ')'}"
+        symbol = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+        return "".join(f" {symbol[k]} {num[k]}" for k in (lo, hi) if k)
+
+    nouns = {
+        bool: ("true or false", "booleans"),
+        int: ("an integer", "integers"),
+        float: ("a number", "numbers"),
+        str: ("a string", "strings"),
+    }
+
+    def describe(tp: Any, meta: list[Any], plural: bool = False) -> str:
+        tp, meta = unwrap(tp, meta)
+        origin, args = get_origin(tp), get_args(tp)
+        if origin in (Union, types.UnionType):
+            rest = [a for a in args if a is not type(None)]
+            text = " or ".join(describe(a, meta, plural) for a in rest)
+            return text + " or None" if len(rest) < len(args) else text
+        if origin is Literal:
+            return "one of " + ", ".join(map(repr, args))
+        if origin in (tuple, list):
+            size = "non-empty " if any(getattr(m, "min_length", 0) for m in meta) else ""
+            kind = "tuples" if plural else "tuple" if origin is tuple else "list"
+            return f"{'' if plural else 'a '}{size}{kind} of {describe(args[0] if args else Any, [], True)}"
+        singular, many = nouns.get(tp, (f"a {getattr(tp, '__name__', tp)}", f"{getattr(tp, '__name__', tp)} values"))
+        return (many if plural else singular) + bounds(meta)
+
+    err = exc.errors(include_url=False)[0]
+    name, loc, value = owner.__name__, err["loc"], err.get("input")
+    fields = getattr(owner, "__pydantic_fields__", None) or getattr(owner, "model_fields", {})
+    if not loc or loc[0] not in fields:
+        if err["type"] == "unexpected_keyword_argument":
+            return ParameterError(f"{name} has no field {loc[-1]!r}")
+        cause = (err.get("ctx") or {}).get("error")
+        return ParameterError(f"{name}: {cause if cause is not None else err['msg']}")
+    tp, meta = fields[loc[0]].annotation, list(fields[loc[0]].metadata)
+    where = f"{name}.{loc[0]}"
+    for part in loc[1:]:  # into the element of a tuple or list
+        tp, meta = unwrap(tp, meta, optional=True)
+        if get_origin(tp) not in (tuple, list) or not isinstance(part, int):
+            break
+        tp, meta, where = get_args(tp)[0], [], f"{where}[{part}]"
+    if err["type"] == "missing":
+        return ParameterError(f"{where} is required")
+    if err["type"] == "value_error" and (err.get("ctx") or {}).get("error") is not None:
+        return ParameterError(f"{where}: {err['ctx']['error']}")  # a field validator's own message
+    if err["type"] == "literal_error":
+        noun = loc[0].removesuffix("s") if len(loc) > 1 else loc[0]
+        return ParameterError(f"{where}: unknown {noun} {value!r}; {loc[0]} must be {describe(tp, meta)}")
+    if err["type"] in _BOUND_ERRORS:  # the type is right: name the bound it breaks
+        _, bmeta = unwrap(tp, meta, optional=True)
+        return ParameterError(f"{where} must be{bounds(bmeta)}; got {value!r}")
+    return ParameterError(f"{where} must be {describe(tp, meta)}; got {value!r}")
 
 
 # -- the models' hyperparameters ------------------------------------------------------------

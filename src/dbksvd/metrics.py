@@ -165,10 +165,11 @@ def linear_probe(X_train: Any, y_train: Any, *, l2: float = 1e-3, max_iter: int 
     return predict
 
 
-def probe_retention(X_train: Any, y_train: Any, X_test: Any, X_test_hat: Any, y_test: Any) -> dict[str, float]:
-    """Probe retention (metrics.md): a linear probe trained on the original training rows;
-    its accuracy on the reconstructed test rows ÷ its accuracy on the original test rows."""
-    predict = linear_probe(X_train, y_train)
+def probe_retention(predict: Any, X_test: Any, X_test_hat: Any, y_test: Any) -> dict[str, float]:
+    """Probe retention (metrics.md): the accuracy of a linear probe trained on the original
+    training rows (``predict = linear_probe(X_train, y_train)``, trained once for any number of
+    reconstructions) on the reconstructed test rows ``X_test_hat`` ÷ its accuracy on the
+    original test rows ``X_test``; ``y_test`` (n,) their labels."""
     y_test = np.asarray(y_test)
     acc = float((predict(X_test) == y_test).mean())
     acc_hat = float((predict(X_test_hat) == y_test).mean())

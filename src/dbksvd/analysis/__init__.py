@@ -1,1 +1,2 @@
-"""Analysis on top of fitted models: the comparison harness and report (:mod:`.compare`)."""
+"""Analysis on top of fitted models: the comparison harness and its report (:mod:`.compare`),
+and a scored description for every atom (:mod:`.explain`)."""

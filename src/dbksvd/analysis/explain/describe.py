@@ -8,6 +8,8 @@
   an atom direction mapped into the text space.
 * :func:`head_classes`: the classes an atom direction pushes up most through a linear
   classifier head (logit change ``W u``).
+* :func:`unit_candidates`: all of them for every atom and side of a dictionary, in a
+  prepared :class:`~dbksvd.analysis.explain.context.ExplainContext`.
 
 Every function takes whole batches of atoms ("units": an atom and the side it is described
 on) and returns, per unit, ``(text, source)`` pairs in order of preference.
@@ -17,11 +19,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+
+from ... import metrics
+from .evidence import SIGN
+
+if TYPE_CHECKING:
+    from .context import ExplainContext
 
 STOP_WORDS = frozenset(
     [
@@ -211,3 +219,46 @@ def head_classes(directions: np.ndarray, weight: np.ndarray, top: int = 3) -> tu
     )
     best = G.topk(min(top, G.shape[1]), dim=1)
     return best.indices.numpy(), best.values.double().numpy()
+
+
+def unit_candidates(
+    ctx: ExplainContext, D: np.ndarray, units: list[tuple[int, str]], groups: list[np.ndarray]
+) -> list[list[tuple[str, str]]]:
+    """Per unit (atom, side), with ``groups`` its top describe items: the distinct ``(text,
+    source)`` candidates of every source (caption terms, vocabulary entries near the atom
+    direction and near its items' captions, classifier-head classes) in order of preference;
+    two texts equal after :func:`dbksvd.metrics.normalize_description` count once."""
+    cands: list[list[tuple[str, str]]] = [[] for _ in units]
+    if not units:
+        return cands
+    U = np.stack([SIGN[side] * D[atom] for atom, side in units])
+    if ctx.terms is not None:
+        for c, found in zip(cands, ctx.terms.candidates(groups)):
+            c.extend(found)
+    if ctx.mapping is not None:
+        mapped = ctx.mapping.directions(U)
+        for vocab, vectors, _ in ctx.vocabularies:
+            idx, _ = nearest_entries(mapped, vectors, ctx.cfg.candidates)
+            for c, row in zip(cands, idx):
+                c.extend((vocab.entries[i], f"vocabulary:{vocab.name}") for i in row)
+    if ctx.caption_unit is not None and ctx.vocabularies:
+        # what the atom's top items' captions have in common beyond the average caption
+        mean = ctx.caption_unit.mean(axis=0)
+        centroids = np.stack([ctx.caption_unit[g].mean(axis=0) - mean for g in groups])
+        for vocab, _, vectors in ctx.vocabularies:
+            idx, _ = nearest_entries(centroids, vectors, ctx.cfg.candidates)
+            for c, row in zip(cands, idx):
+                c.extend((vocab.entries[i], f"items:{vocab.name}") for i in row)
+                if len(row) > 1:  # what the nearest entries name together
+                    c.append((", ".join(vocab.entries[i] for i in row), f"items:{vocab.name}:list"))
+    if ctx.head is not None:
+        idx, _ = head_classes(U, ctx.head.weight, ctx.cfg.candidates)
+        for c, row in zip(cands, idx):
+            c.extend((ctx.head.class_names[i], "head") for i in row)
+    out = []
+    for c in cands:
+        seen: dict[str, tuple[str, str]] = {}
+        for text, source in c:
+            seen.setdefault(metrics.normalize_description(text), (text, source))
+        out.append(list(seen.values()))
+    return out

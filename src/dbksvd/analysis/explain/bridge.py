@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, ModelFormatError, ParameterError
-from ..metrics import recall_at_k
+from ...data.splits import permutation_split
+from ...errors import InputError, ModelFormatError, ParameterError
+from ...metrics import recall_at_k
 from .describe import unit_rows
 
 BRIDGE_KINDS = ("ridge", "cca", "auto")
@@ -358,8 +359,8 @@ def fit_bridge(
             f"val_fraction {val_fraction!r} leaves {n - n_val} of {n} pairs to fit; at least 2 are needed"
         )
 
-    order = np.random.default_rng(seed).permutation(n)
-    fit, val = order[n_val:], order[:n_val]
+    parts = permutation_split(n, seed, [("val", n_val), ("fit", None)], sort=False)
+    fit, val = parts["fit"], parts["val"]
     Xv, Yv, cv = Xm[val], Ym[val], [caps[i] for i in val]
     kinds = ("ridge", "cca") if kind == "auto" else (kind,)
     candidates: list[dict[str, Any]] = []
