@@ -293,3 +293,73 @@ def test_interrupted_embed_resumes_with_the_same_command(text_store, tmp_path, m
     np.testing.assert_allclose(
         resumed.space().to_numpy().astype(np.float32), reference.space().to_numpy().astype(np.float32), atol=2e-3
     )
+
+
+def test_version_and_module_entry_point():
+    from dbksvd import __version__
+
+    out = subprocess.run([sys.executable, "-m", "dbksvd", "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == f"dbksvd {__version__}"
+    out = subprocess.run([sys.executable, "-m", "dbksvd", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "fit" in out.stdout and "explain" in out.stdout
+
+
+def test_runtime_failures_exit_1_and_absurd_sizes_exit_2(data, capsys):
+    tmp, _ = data
+    blocker = tmp / "file"
+    blocker.write_text("not a folder")
+    # an output below a regular file cannot be written: a runtime failure, one line
+    assert (
+        main(
+            [
+                "fit",
+                str(tmp / "x.npy"),
+                "--atoms",
+                "8",
+                "--nnz",
+                "2",
+                "--iters",
+                "1",
+                "--out",
+                str(blocker / "m"),
+                "--quiet",
+            ]
+        )
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("dbksvd: error:") and err.count("\n") == 1 and "Traceback" not in err
+    # a dictionary that cannot fit in memory is refused before anything is allocated
+    assert main(["fit", str(tmp / "x.npy"), "--atoms", "4000000000", "--nnz", "2", "--out", str(tmp / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "needs at least" in err and "use fewer atoms" in err and err.count("\n") == 1
+    assert not (tmp / "m").exists()
+
+
+def test_ctrl_c_anywhere_exits_130_in_one_line(data, capsys, monkeypatch):
+    import dbksvd.analysis.compare as compare
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compare, "model_metrics", interrupted)
+    tmp, p = data
+    DBKSVD(8, 2, preprocessing="none", max_iter=1, device="cpu").fit(p.X[:100]).save(tmp / "model")
+    assert main(["evaluate", str(tmp / "model"), str(tmp / "x.npy")]) == 130
+    assert capsys.readouterr().err == "dbksvd: interrupted\n"
+
+
+def test_encode_and_evaluate_read_the_models_own_space(emoji_store, tmp_path, capsys):
+    """A model fitted on the text space of a store with an image space too: encode and evaluate
+    use the text space unless --space says otherwise."""
+    space = emoji_store.space("text")
+    model = DBKSVD(16, 2, max_iter=2, random_state=0).fit(space)
+    model.save(tmp_path / "m")
+    assert main(["evaluate", str(tmp_path / "m"), str(emoji_store.path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["features"] == 384 and result["rows"] == emoji_store.count
+    assert main(["encode", str(tmp_path / "m"), str(emoji_store.path), "--out", str(tmp_path / "c")]) == 0
+    assert load_file(str(tmp_path / "c.safetensors"))["indices"].shape == (emoji_store.count, 2)
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "m"), str(emoji_store.path), "--space", "image"]) == 2
+    assert "1280 features" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """The ``dbksvd`` command: thin wrappers that parse, call the library, and print.
 
-Every dbksvd error is printed as one line (``dbksvd: error: ...``) with exit status 2 and no
-traceback; outputs are written atomically, so a failed command leaves no file behind.
+Every error is printed as one line (``dbksvd: error: ...``) without a traceback: exit status 2
+for bad input and parameters, 1 for a runtime failure (an unwritable output, out of memory), 130
+on Ctrl-C. Outputs are written atomically, so a failed command leaves no file behind.
 """
 
 from __future__ import annotations
@@ -14,14 +15,18 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(
         prog="dbksvd", description="Sparse dictionaries for embeddings with Double-Batch K-SVD."
     )
+    p.add_argument("--version", action="version", version=f"dbksvd {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     emb = sub.add_parser("embed", help="embed a dataset into an on-disk store (resumable)")
@@ -214,9 +219,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             "serve": _serve,
             "export-site": _export_site,
         }[args.command](args)
-    except DbksvdError as exc:
+    except DbksvdError as exc:  # bad input or parameters
         print(f"dbksvd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("dbksvd: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print("dbksvd: error: out of memory; use fewer atoms, a smaller --batch-size or fewer rows", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as exc:  # e.g. an unwritable --out, a full disk
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"dbksvd: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def _load_input(path: str, key: str | None, space: str | None = None):
@@ -335,7 +350,9 @@ def _model_and_rows(args: argparse.Namespace):
     from .models import check_rows
 
     model = _load_model(args)
-    X = _load_input(args.input, args.key, args.space)
+    # a store is read in the space the model was fitted on, unless --space says otherwise
+    space = args.space or (getattr(model, "data_info_", None) or {}).get("space")
+    X = _load_input(args.input, args.key, space)
     check_rows(model, X)
     return model, X
 

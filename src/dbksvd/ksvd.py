@@ -30,7 +30,15 @@ import torch
 from .coding import SparseCodes, gram, sparse_encode
 from .sources import RowSource, as_source
 from .update import atom_usage, near_duplicates, replace_atoms, split_atoms, update_atoms, weakest_atom_swap
-from .validation import as_matrix, check_groups, check_n_nonzero, check_positive_int, check_tol, resolve_device
+from .validation import (
+    as_matrix,
+    check_groups,
+    check_memory,
+    check_n_nonzero,
+    check_positive_int,
+    check_tol,
+    resolve_device,
+)
 
 COHERENCE_THRESHOLD = 0.99
 #: Atoms used by fewer rows of a batch than this are replaced (the K-SVD toolbox uses 4).
@@ -66,7 +74,9 @@ class Settings:
         K = check_positive_int(n_atoms, "n_atoms")
         k = check_n_nonzero(n_nonzero, K, n_features)
         atom_batch = check_positive_int(params.pop("atom_batch_size", None), "atom_batch_size", allow_none=True)
-        device = params.pop("device", None)
+        device = resolve_device("auto" if params.get("device") is None else params["device"])
+        params.pop("device", None)
+        check_memory(K, n_features, device=device)
         return cls(
             n_atoms=K,
             n_nonzero=k,
@@ -74,7 +84,7 @@ class Settings:
             groups=tuple(check_groups(params.pop("groups", None), K, k)),
             tol=check_tol(params.pop("tol", None), "tol"),
             coder_tol=check_tol(params.pop("coder_tol", None), "coder_tol"),
-            device=resolve_device("auto" if device is None else device),
+            device=device,
             **params,
         )
 

@@ -8,6 +8,7 @@ error.
 from __future__ import annotations
 
 import numbers
+import os
 from typing import Any
 
 import numpy as np
@@ -205,3 +206,33 @@ def check_groups(groups: Any, n_atoms: int, n_nonzero: int) -> list[tuple[int, i
         if k > a:
             raise ParameterError(f"a group of {a} atoms cannot hold {k} non-zeros")
     return pairs
+
+
+def check_memory(n_atoms: int, n_features: int, itemsize: int = 4, device: torch.device | None = None) -> None:
+    """Refuse a dictionary whose training cannot fit in this machine's memory: the (K, d)
+    dictionary three times (current, updated, replacement work) and the (K, K) Gram matrix
+    of the pursuit, at ``itemsize`` bytes per value (ParameterError, one line, before any
+    allocation: an absurd K would otherwise end in an allocator's traceback)."""
+    need = itemsize * (3 * n_atoms * n_features + n_atoms * n_atoms)
+    if device is not None and device.type == "cuda":
+        have = torch.cuda.mem_get_info(device)[1]
+        where = f"{device} has"
+    else:
+        try:
+            have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):  # not a POSIX system: no check
+            return
+        where = "this machine has"
+    if need > have:
+        raise ParameterError(
+            f"n_atoms={n_atoms} with {n_features} features needs at least {_size(need)} (the K x d dictionary "
+            f"and the K x K Gram matrix) but {where} {_size(have)}; use fewer atoms"
+        )
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n_bytes < 1024 or unit == "PiB":
+            return f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    return f"{n_bytes:.1f} EiB"
