@@ -27,7 +27,7 @@ pursuit (``--iters`` 30 passes), a TopK SAE (AuxK, at most ``--epochs`` 50 epoch
 stopping on the select rows) and random unit directions, each with K atoms and k = ``--nnz``
 (8) non-zeros, are fitted on the describe rows; each atom is described from the describe rows,
 the description chosen on the describe + select rows, and faithfulness / specificity /
-diversity (metrics.md) computed on the test rows, with each model's explained signal on the
+diversity (docs/metrics.md) computed on the test rows, with each model's explained signal on the
 same test rows. The emoji datasets (272 test items) are run with ``--seeds`` seeds (5: the
 split and every model change with the seed) and reported as mean ± standard error; the
 20,000-row datasets (4,000 test items) with ``--large-seeds`` (1). The bridge's held-out

@@ -14,7 +14,7 @@ items once (``describe`` / ``select`` / ``test``, by ``seed``) and, per atom and
 3. **choice**: the candidate with the best faithfulness on the ``describe`` and ``select``
    items (every item but the test ones), preferring words no other atom holds within one
    standard error of the best; every candidate's scores on the ``test`` items are kept
-   (metrics.md: faithfulness = AUROC of
+   (docs/metrics.md: faithfulness = AUROC of
    ``sim(description, caption)`` for the items where the atom fires with the described sign;
    specificity = reciprocal rank of the atom among all atoms by the description's mean
    similarity to their top test items; diversity = distinct / described).
