@@ -35,6 +35,10 @@ How to run
     python benchmarks/compare.py --datasets emoji              # minutes
     python benchmarks/compare.py --datasets wordnet --wordnet-atoms 256 --nnz 8,32
 
+Results: ``benchmarks/results/compare-<UTC time>.json`` (``--results-dir``; ``--json OUT`` also
+writes a copy), with every row of every comparison; the exit status is 1 when a graded target
+fails (the last line says so), else 0.
+
 Targets
 -------
 * explained signal: DB-KSVD > the best SAE at every (dataset, K, k) -- PASS / FAIL;
@@ -143,7 +147,7 @@ def time_to_reach(X: np.ndarray, split: dict, K: int, k: int, target_ev: float) 
     return None, None
 
 
-def main(args) -> None:
+def main(args) -> int:
     import torch
 
     from dbksvd.analysis.compare import CompareConfig, run_comparison
@@ -152,7 +156,7 @@ def main(args) -> None:
     nnz = tuple(int(v) for v in args.nnz.split(","))
     print(f"compare benchmark: datasets {args.datasets}, k {nnz}, {args.threads} threads; {_common.versions_line()}")
     targets = _common.Targets()
-    out = {"runs": []}
+    out = {"runs": [], "comparisons": []}
     for name in args.datasets.split(","):
         X, labels = load_dataset(name, args)
         for K in (int(v) for v in getattr(args, f"{name}_atoms").split(",")):
@@ -165,6 +169,16 @@ def main(args) -> None:
             )
             print(f"\n== {name}: {X.shape[0]} x {X.shape[1]}, K={K}")
             report = run_comparison(X, cfg, labels, show_progress=True)
+            out["comparisons"].append(
+                {
+                    "dataset": name,
+                    "K": K,
+                    "rows": report["rows"],
+                    "features": report["features"],
+                    "split": report["split"],
+                    "results": report["results"],
+                }
+            )
             rows = [r for r in report["results"] if r.get("status") == "ok"]
             table = []
             for k in cfg.nnz:
@@ -233,8 +247,7 @@ def main(args) -> None:
                 for r in rows
             ]
             _common.print_table(["method", "k", "ES", "EV", "L0", "dead", "train s", "probe ret."], full)
-    out["targets"] = list(targets)
-    _common.write_json(args.json, out)
+    return _common.finish("compare", args, out, targets)
 
 
 if __name__ == "__main__":

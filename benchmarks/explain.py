@@ -27,7 +27,7 @@ pursuit (``--iters`` 30 passes), a TopK SAE (AuxK, at most ``--epochs`` 50 epoch
 stopping on the select rows) and random unit directions, each with K atoms and k = ``--nnz``
 (8) non-zeros, are fitted on the describe rows; each atom is described from the describe rows,
 the description chosen on the describe + select rows, and faithfulness / specificity /
-diversity (metrics.md) computed on the test rows, with each model's explained signal on the
+diversity (docs/metrics.md) computed on the test rows, with each model's explained signal on the
 same test rows. The emoji datasets (272 test items) are run with ``--seeds`` seeds (5: the
 split and every model change with the seed) and reported as mean ± standard error; the
 20,000-row datasets (4,000 test items) with ``--large-seeds`` (1). The bridge's held-out
@@ -44,6 +44,9 @@ Also printed, not targets: DB-KSVD with OMP against the SAE, and the OMP DB-KSVD
 atoms with every item coded by the bare thresholding reading (its k largest |projections|:
 each atom read as a detector), which separates what the dictionary contributes from what the
 coder does.
+
+Results: ``benchmarks/results/explain-<UTC time>.json`` (``--results-dir``; ``--json OUT`` also
+writes a copy); the exit status is 1 when a graded target fails (the last line says so), else 0.
 
 Targets
 -------
@@ -126,7 +129,7 @@ def mean_se(values) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
 
 
-def main(args) -> None:
+def main(args) -> int:
     import torch
 
     from dbksvd.analysis.explain import ExplainConfig, explain_context, explanation_scores
@@ -145,13 +148,15 @@ def main(args) -> None:
         seeds = list(range(args.seeds if n_items < SMALL else args.large_seeds))
         per_seed: dict[str, list[dict]] = {}
         bridges = []
+        timings = []
         for seed in seeds:
             t0 = time.perf_counter()
             ctx = explain_context(store, space, ExplainConfig(seed=seed, baseline=False), show_progress=False)
             X = ctx.X
+            timings.append({"seed": seed, "step": "context", "seconds": time.perf_counter() - t0})
             print(
                 f"\n== {name} seed {seed}: {X.shape[0]} x {X.shape[1]} ({space}), K={K}, k={args.nnz}; "
-                f"context {time.perf_counter() - t0:.0f} s; text space: {ctx.info.get('text_space')}"
+                f"context {timings[-1]['seconds']:.0f} s; text space: {ctx.info.get('text_space')}"
             )
             bridge = ctx.info.get("bridge")
             if bridge:
@@ -167,8 +172,10 @@ def main(args) -> None:
                 t1 = time.perf_counter()
                 s = {**explanation_scores(model, ctx), "explained_signal": held_out_explained_signal(model, X, ctx)}
                 per_seed.setdefault(method, []).append(s)
+                t2 = time.perf_counter()
+                timings.append({"seed": seed, "step": method, "fit_seconds": t1 - t0, "explain_seconds": t2 - t1})
                 print(
-                    f"   {method:<16} fit {t1 - t0:6.1f} s, explain {time.perf_counter() - t1:6.1f} s: "
+                    f"   {method:<16} fit {t1 - t0:6.1f} s, explain {t2 - t1:6.1f} s: "
                     + ", ".join(f"{k} {v:.3f}" for k, v in s.items() if v is not None)
                 )
                 if method in DETECTOR_READ:
@@ -224,10 +231,10 @@ def main(args) -> None:
                 "bridges": bridges,
                 "per_seed": per_seed,
                 "summary": summary,
+                "timings": timings,
             }
         )
-    out["targets"] = list(targets)
-    _common.write_json(args.json, out)
+    return _common.finish("explain", args, out, targets)
 
 
 if __name__ == "__main__":

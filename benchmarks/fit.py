@@ -28,8 +28,8 @@ memory peaks are separate):
   CUDA, ``torch.cuda.max_memory_allocated`` too;
 * recovery: ``metrics.atom_recovery(true D, components_)`` (1 − |⟨g, d⟩| < 0.01), plus the
   share of true atoms matched at |cos| > 0.9 as an INFO figure;
-* explained signal on the held-out rows: ``model.score(X_test)`` (1 − ‖X − X̂‖²/‖X‖²), and
-  ``1 − rel_error²`` of the last training iteration for comparison;
+* explained signal on the held-out rows: ``model.score(X_test)`` (1 − mean ‖x − x̂‖/‖x‖,
+  docs/metrics.md), and ``1 − rel_error²`` of the last training iteration for comparison;
 * growth: ratios largest n / smallest n of wall/pass, peak fit and fit extra.
 
 The numba kernels are compiled first (an untimed warm-up fit on a few rows, before the data is
@@ -45,7 +45,9 @@ How to run
     python benchmarks/fit.py --device cuda --rows 100000,1000000
     python benchmarks/fit.py --rows 20000 --passes 1 --batch-size 8192 --threads 2 --json out.json
 
-The exit status is 0 whatever the results (this is a benchmark, not a test).
+Results: ``benchmarks/results/fit-<UTC time>.json`` (``--results-dir``; ``--json OUT`` also writes a
+copy); the exit status is 1 when a graded target fails (the last line says so), 2 for
+inconsistent options, else 0.
 
 Targets
 -------
@@ -83,7 +85,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument("--device", default="cpu", help="dbksvd device: cpu or cuda (default cpu)")
     p.add_argument("--seed", type=int, default=0, help="data seed (default 0); the fit uses random_state=0")
-    p.add_argument("--json", metavar="OUT.json", default=None, help="also write the results as JSON")
+    _common.add_output_options(p)
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)  # internal: run one size
     p.add_argument("--child-passes", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
@@ -206,7 +208,7 @@ def main(args) -> int:
         passes = passes * len(sizes)
     if len(passes) != len(sizes):
         print(f"--passes has {len(passes)} values for {len(sizes)} sizes; give one value or one per size")
-        return 0
+        return 2
     device = torch.device(args.device)
     if _common.cuda_missing(device):
         return 0
@@ -381,8 +383,9 @@ def main(args) -> int:
             "info",
         )
 
-    _common.write_json(
-        args.json,
+    return _common.finish(
+        "fit",
+        args,
         dict(
             config=dict(
                 rows=sizes,
@@ -399,14 +402,12 @@ def main(args) -> int:
                 seed=args.seed,
                 cpu_count=os.cpu_count(),
             ),
-            versions=_common.versions(),
             results=results,
             growth=growth,
             failed=failed,
-            targets=targets,
         ),
+        targets,
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -23,7 +23,10 @@ file that holds the same answer (the model's atom index for a gallery page, the 
 the thumbnail PNG, the item's decomposition chunk, the overview; searches fetch the item list).
 Ratios are dynamic / static latency.
 
-Target: 0 errors (PASS / FAIL).
+Target: 0 errors (PASS / FAIL). Results: ``benchmarks/results/serve_load-<UTC time>.json``
+(``--results-dir``; ``--json OUT`` also writes a copy); the exit status is 1 when the target
+fails or the server does not start (the last line says so), 2 when there is no run folder,
+else 0.
 
 How to run
 ----------
@@ -51,6 +54,7 @@ from functools import partial
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
+import _common  # benchmarks/_common.py: this script's folder is sys.path[0]
 import numpy as np
 
 
@@ -204,6 +208,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1, help="dbksvd serve --workers (default 1)")
     ap.add_argument("--no-peer", action="store_true", help="skip the static-file peer")
+    _common.add_output_options(ap)
     args = ap.parse_args()
     run = Path(args.run)
     if not (run / "store").is_dir():
@@ -233,9 +238,10 @@ def main() -> int:
             conn.request("GET", "/api/search?q=warm")
             conn.getresponse().read()
         conn.close()
+        warmup = time.perf_counter() - t0
         print(
             f"explorer of {run} on port {port}: {len(overview['models'])} models, {store.count} items "
-            f"(warm-up searches {time.perf_counter() - t0:.1f} s); {args.workers} worker(s), {args.clients} clients, "
+            f"(warm-up searches {warmup:.1f} s); {args.workers} worker(s), {args.clients} clients, "
             f"{args.requests} requests"
         )
         plan = _plan(overview, store.count, words, args.requests, np.random.default_rng(args.seed))
@@ -262,12 +268,28 @@ def main() -> int:
         peer = _stats(peer_results)
         _print("static export through http.server (peer)", peer, peer_wall)
     _print("dbksvd serve", dynamic, wall, peer)
-    verdict = "PASS" if dynamic["all"]["errors"] == 0 else "FAIL"
-    print(
-        f"\ntarget: 0 errors over {dynamic['all']['n']} requests from {args.clients} clients: "
-        f"{dynamic['all']['errors']} errors -> {verdict}"
+    print()
+    targets = _common.Targets()
+    targets(
+        f"0 errors over {dynamic['all']['n']} requests from {args.clients} clients",
+        f"{dynamic['all']['errors']} errors",
+        dynamic["all"]["errors"] == 0,
     )
-    return 0 if verdict == "PASS" else 1
+    figures = {
+        "run": str(run),
+        "models": len(overview["models"]),
+        "items": store.count,
+        "workers": args.workers,
+        "clients": args.clients,
+        "requests": args.requests,
+        "seed": args.seed,
+        "warmup_seconds": warmup,
+        "dynamic": {"wall_seconds": wall, "requests_per_s": dynamic["all"]["n"] / wall, "latency_ms": dynamic},
+        "static_peer": None
+        if peer is None
+        else {"wall_seconds": peer_wall, "requests_per_s": peer["all"]["n"] / peer_wall, "latency_ms": peer},
+    }
+    return _common.finish("serve_load", args, figures, targets)
 
 
 if __name__ == "__main__":

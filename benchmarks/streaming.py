@@ -36,6 +36,9 @@ How to run
 Disk: the store needs rows x d x 2 bytes (3.1 GB by default); it is kept for reruns
 (``--store``, default ``/tmp/dbksvd-streaming-store``); delete it afterwards.
 
+Results: ``benchmarks/results/streaming-<UTC time>.json`` (``--results-dir``; ``--json OUT`` also
+writes a copy); the exit status is 1 when a graded target fails (the last line says so), else 0.
+
 Targets
 -------
 * peak RSS of the streaming fit <= 1.5 GB (1.5e9 bytes) -- PASS / FAIL;
@@ -73,7 +76,7 @@ def parse_args(argv=None):
     p.add_argument("--target-gb", type=float, default=1.5, help="peak RSS target in GB (default 1.5)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--json", metavar="OUT.json", default=None, help="also write the results as JSON")
+    _common.add_output_options(p)
     p.add_argument("--child", choices=("stream", "memory"), default=None, help=argparse.SUPPRESS)
     p.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -220,7 +223,7 @@ def run_child(args, mode: str) -> dict:
         return json.load(f)
 
 
-def main(args) -> None:
+def main(args) -> int:
     print(
         f"streaming benchmark: {args.rows:,} x {args.d} float16 store, K={args.atoms}, k={args.nnz}, "
         f"{args.passes} passes, batch {args.batch_size:,}, {args.threads} threads, {args.device}"
@@ -272,8 +275,7 @@ def main(args) -> None:
         m = results["fits"][1]
         targets("streaming / in-memory peak RSS", f"{s['peak_rss'] / m['peak_rss']:.2f}", "info")
         targets("streaming / in-memory time per pass", f"{s['iter_s_per_pass'] / m['iter_s_per_pass']:.2f}", "info")
-    results["targets"] = list(targets)
-    _common.write_json(args.json, results)
+    return _common.finish("streaming", args, results, targets)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Every metric pinned on numbers worked out by hand (see shared/design/metrics.md)."""
+"""Every metric pinned on numbers worked out by hand (see docs/metrics.md)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Every metric of ``shared/design/metrics.md``, one definition each, accumulated in float64.
+"""Every metric of ``docs/metrics.md``, one definition each, accumulated in float64.
 
 ``X`` (n, d) are the vectors a method was asked to reconstruct, ``X_hat`` (n, d) its
 reconstructions, ``r_i = x_i - x̂_i``. Inputs may be numpy arrays or torch tensors.
@@ -166,7 +166,7 @@ def linear_probe(X_train: Any, y_train: Any, *, l2: float = 1e-3, max_iter: int 
 
 
 def probe_retention(predict: Any, X_test: Any, X_test_hat: Any, y_test: Any) -> dict[str, float]:
-    """Probe retention (metrics.md): the accuracy of a linear probe trained on the original
+    """Probe retention (docs/metrics.md): the accuracy of a linear probe trained on the original
     training rows (``predict = linear_probe(X_train, y_train)``, trained once for any number of
     reconstructions) on the reconstructed test rows ``X_test_hat`` ÷ its accuracy on the
     original test rows ``X_test``; ``y_test`` (n,) their labels."""
@@ -180,7 +180,7 @@ def probe_retention(predict: Any, X_test: Any, X_test_hat: Any, y_test: Any) -> 
     }
 
 
-# -- explanations (metrics.md, "Explanations") ------------------------------------------
+# -- explanations (docs/metrics.md, "Explanation scores") -------------------------------
 
 
 def faithfulness(similarity: Any, active: Any) -> np.ndarray:

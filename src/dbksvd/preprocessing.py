@@ -2,7 +2,7 @@
 
 A model is fitted on ``Z = preprocess(X)`` and its reconstructions are mapped back with
 :meth:`Preprocessor.invert`, so every metric is computed on the vectors the user gave (see
-``shared/design/metrics.md``). The steps always run in this order, each optional:
+``docs/metrics.md``, "Conventions"). The steps always run in this order, each optional:
 
 1. ``normalize``: ``x / ‖x‖`` (rows with ‖x‖ = 0 are left at 0). The row norms are returned
    so that :meth:`Preprocessor.invert` can restore them.
