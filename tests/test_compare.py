@@ -89,6 +89,17 @@ def test_report_metrics_equal_dbksvd_evaluate(data, tmp_path, capsys):
         row = next(r for r in saved if r["method"] == method)
         for key in ("explained_signal", "fvu", "explained_variance", "cosine", "l0", "dead_atoms", "max_coherence"):
             assert evaluated[key] == pytest.approx(row[key], rel=1e-5, abs=1e-6), (method, key)
+        # the same numbers from all the rows and --rows the report's test split
+        np.save(tmp_path / "all.npy", X)
+        split = f"{tmp_path / 'r' / 'split.npz'}#test"
+        model = str(tmp_path / "r" / "models" / f"{method}-k4")
+        assert main(["evaluate", model, str(tmp_path / "all.npy"), "--rows", split, "--json"]) == 0
+        out = capsys.readouterr()
+        assert json.loads(out.out) == evaluated and f"{len(test_rows)} rows ({split})" in out.err
+    assert main(["evaluate", model, str(tmp_path / "all.npy")]) == 0
+    assert f"scored: all {len(X)} rows" in capsys.readouterr().out
+    assert main(["evaluate", model, str(tmp_path / "all.npy"), "--rows", f"{tmp_path / 'all.npy'}"]) == 2
+    assert "integer row indices" in capsys.readouterr().err
     html = (tmp_path / "r" / "report.html").read_text()
     assert "<table>" in html and "pareto.png" in html and "batchtopk+omp" in html
 

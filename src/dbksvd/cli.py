@@ -88,13 +88,17 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=None)
     e.add_argument("--device", default=None)
 
-    v = sub.add_parser("evaluate", help="reconstruction metrics of a model on an array file")
-    v.add_argument("model")
+    v = sub.add_parser("evaluate", help="reconstruction metrics of a model on an array file or a store")
+    v.add_argument("model", help="model folder (any architecture)")
     v.add_argument("input", help="a store folder or an array file")
-    v.add_argument("--key")
-    v.add_argument("--space")
+    v.add_argument("--key", help="array name inside a .npz/.safetensors file")
+    v.add_argument("--space", help="store space to score (default: the space the model was fitted on)")
+    v.add_argument(
+        "--rows",
+        help="score only these rows: a .npy of row indices, or FILE.npz#NAME (e.g. a compare report's split.npz#test)",
+    )
     v.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    v.add_argument("--device", default=None)
+    v.add_argument("--device", default=None, help="cpu, cuda, cuda:N")
 
     c = sub.add_parser("compare", help="DB-KSVD against SAEs and baselines on one split: table, plots, HTML")
     c.add_argument("input", help="a store folder or an array file")
@@ -377,12 +381,52 @@ def _encode(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     model, X = _model_and_rows(args)
+    name = X.describe().get("name", args.input) if hasattr(X, "describe") else args.input
+    if args.rows:
+        rows = _row_selection(args.rows, X.shape[0])
+        X = X.to_numpy()[rows] if hasattr(X, "to_numpy") else X[rows]
+        scored = f"{len(rows)} rows ({args.rows}) of {name}"
+    else:
+        trained = (getattr(model, "data_info_", None) or {}).get("store")
+        here = X.describe().get("store") if hasattr(X, "describe") else None
+        note = (
+            "; the model was fitted on rows of this store, so training rows are included"
+            if trained and trained == here
+            else ""
+        )
+        scored = f"all {X.shape[0]} rows of {name}{note} (--rows selects some)"
     result = _model_metrics(model, X)
     if args.json:
+        print(f"scored: {scored}", file=sys.stderr)
         print(json.dumps(result, indent=2))
     else:
+        print(f"scored: {scored}")
         _print_table(result)
     return 0
+
+
+def _row_selection(spec: str, n: int):
+    """Row indices from a .npy file or ``FILE.npz#NAME``, checked against ``n`` rows."""
+    import numpy as np
+
+    from .errors import InputError
+
+    path, _, key = spec.partition("#")
+    try:
+        loaded = np.load(path)
+        rows = loaded[key or next(iter(loaded.files))] if hasattr(loaded, "files") else loaded
+    except (OSError, ValueError, KeyError, StopIteration) as exc:
+        raise InputError(
+            f"--rows {spec}: not a readable array of row indices ({' '.join(str(exc).split())[:80]})"
+        ) from None
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or rows.dtype.kind not in "iu" or rows.size == 0:
+        raise InputError(
+            f"--rows {spec}: expected a non-empty 1-D array of integer row indices, got {rows.dtype} {rows.shape}"
+        )
+    if rows.min() < 0 or rows.max() >= n:
+        raise InputError(f"--rows {spec}: indices must be in [0, {n}); got {rows.min()}..{rows.max()}")
+    return np.sort(rows)
 
 
 def _model_metrics(model, X) -> dict:
