@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DbksvdError, MissingDependencyError, NotFoundError, ParameterError
-from .run import MAX_PAGE, MAX_QUERY_CHARS, MAX_UPLOAD_BYTES, SORT_KEYS, Run, dumps
+from .queries import MAX_PAGE, MAX_QUERY_CHARS, SORT_KEYS, dumps
+from .run import MAX_UPLOAD_BYTES, Run
 
 STATIC = Path(__file__).parent / "static"
 
