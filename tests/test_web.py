@@ -5,12 +5,13 @@ run folders with missing parts."""
 import io
 import json
 import shutil
+import urllib.request
 
 import numpy as np
 import pytest
 
 pytest.importorskip("fastapi", reason="the explorer needs fastapi: pip install 'dbksvd[serve]'")
-from explorer_checks import checked_client
+from explorer_checks import checked_client, serving
 from pydantic import ValidationError
 
 from dbksvd import metrics
@@ -259,6 +260,18 @@ def _solid_image():
     from PIL import Image
 
     return Image.new("RGB", (64, 48), (200, 40, 40))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_on_port_0_reports_the_port_it_bound(emoji_run, workers):
+    with serving(emoji_run, "--workers", str(workers)) as url, urllib.request.urlopen(url + "api/overview") as r:
+        body = r.read()
+    overview = schemas.Overview.model_validate_json(body, strict=True)
+    assert overview.run == "emoji" and {m.id for m in overview.models} == {
+        "model-image",
+        "model-image-topk",
+        "model-text",
+    }
 
 
 def test_thumbnails_and_files_stay_inside_the_run(client, emoji_run, tmp_path):

@@ -282,10 +282,11 @@ def serve(
     find_free_port: bool = False,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve the explorer of ``run`` until Ctrl-C (or SIGTERM). ``workers``: server processes
-    (each loads the run; more answer more requests at once on more cores); ``find_free_port``:
-    take the first free port from ``port`` on instead of refusing a busy one; ``on_ready(url)``
-    is called once the server accepts connections."""
+    """Serve the explorer of ``run`` until Ctrl-C (or SIGTERM). ``port`` 0: a free port the
+    system chooses (no race with other programs); ``workers``: server processes (each loads
+    the run; more answer more requests at once on more cores); ``find_free_port``: take the
+    first free port from ``port`` on instead of refusing a busy one; ``on_ready(url)`` is
+    called with the URL, its port the one bound, once the server accepts connections."""
     _fastapi()
     import uvicorn
 
@@ -318,21 +319,24 @@ def serve(
             log_level="warning",
             access_log=False,
         )
-        sock = config.bind_socket()
+    else:
+        config = uvicorn.Config(_prepared_app(run), host=host, port=port, log_level="warning", access_log=False)
+    # bound here, once: with port 0 the system's choice is the port of every worker and of the URL
+    sock = config.bind_socket()
+    url = f"http://{shown}:{sock.getsockname()[1]}/"
+    if workers > 1:
         sock.listen(config.backlog)  # connections wait in the backlog until a worker is up
         if on_ready is not None:
-            on_ready(f"http://{shown}:{sock.getsockname()[1]}/")
+            on_ready(url)
         from uvicorn.supervisors import Multiprocess
 
         Multiprocess(config, sockets=[sock]).run()
         return
-    config = uvicorn.Config(_prepared_app(run), host=host, port=port, log_level="warning", access_log=False)
 
     class _Server(uvicorn.Server):
         async def startup(self, sockets=None):
             await super().startup(sockets=sockets)
             if self.started and on_ready is not None:
-                bound = self.servers[0].sockets[0].getsockname()[1] if self.servers else port
-                on_ready(f"http://{shown}:{bound}/")
+                on_ready(url)
 
-    _Server(config).run()
+    _Server(config).run(sockets=[sock])
