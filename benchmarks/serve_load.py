@@ -112,7 +112,7 @@ def _dynamic_url(kind: str, p: dict) -> str:
 
 def _static_url(kind: str, p: dict) -> str:
     from dbksvd.web.export import CHUNK
-    from dbksvd.web.run import slug
+    from dbksvd.web.run_folder import slug
 
     if kind == "gallery":
         return f"/data/index-{slug(p['model'])}.js"

@@ -5,17 +5,15 @@ test-artifacts/screenshots)."""
 
 import io
 import os
-import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from explorer_checks import serving
 
-playwright = pytest.importorskip("playwright.sync_api")
+playwright = pytest.importorskip(
+    "playwright.sync_api", reason="the browser tests need playwright: pip install playwright"
+)
 
 CHROMIUM = os.environ.get("DBKSVD_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = Path(os.environ.get("DBKSVD_ARTIFACTS", "test-artifacts")) / "screenshots"
@@ -34,23 +32,9 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server(emoji_run):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dbksvd.cli", "serve", str(emoji_run), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    line = proc.stdout.readline()  # "explorer: http://127.0.0.1:PORT/  (Ctrl-C to stop)"
-    match = re.search(r"http://\S+", line)
-    if not match:
-        proc.kill()
-        pytest.fail(f"dbksvd serve did not start: {line}{proc.stdout.read()}")
-    yield match.group(0)
-    proc.terminate()
-    proc.wait(timeout=20)
+    """`dbksvd serve` on a port the system chooses; its URL, read from the server's output."""
+    with serving(emoji_run) as url:
+        yield url
 
 
 def _page(browser):
@@ -174,9 +158,8 @@ def test_static_export_in_chromium_from_file_url(browser, emoji_run, tmp_path_fa
     from dbksvd.web.export import export_site
 
     out = tmp_path_factory.mktemp("site") / "site"
-    t0 = time.perf_counter()
-    export_site(emoji_run, out, show_progress=False)
-    assert time.perf_counter() - t0 < 600
+    counts = export_site(emoji_run, out, show_progress=False)
+    assert counts["models"] == 3 and counts["atoms"] == 192 and (out / "index.html").is_file()
     page = _page(browser)
     _browse(page, (out / "index.html").as_uri(), "static")
     assert page.locator("#upload-form").count() == 0  # no server, no upload

@@ -5,26 +5,29 @@ run folders with missing parts."""
 import io
 import json
 import shutil
+import urllib.request
 
 import numpy as np
 import pytest
 
-pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient
+pytest.importorskip("fastapi", reason="the explorer needs fastapi: pip install 'dbksvd[serve]'")
+from explorer_checks import checked_client, serving
+from pydantic import ValidationError
 
 from dbksvd import metrics
 from dbksvd.cli import main
 from dbksvd.data import EmojiDataset, Item
 from dbksvd.errors import NotFoundError
 from dbksvd.models import load_model
-from dbksvd.web.app import create_app
+from dbksvd.web import schemas
 from dbksvd.web.export import export_site
 from dbksvd.web.run import MAX_IMAGE_PIXELS, MAX_UPLOAD_BYTES, Run
 
 
 @pytest.fixture(scope="module")
 def client(emoji_run):
-    return TestClient(create_app(emoji_run), raise_server_exceptions=False)
+    """The app of the emoji run; every JSON answer is validated against its route's schema."""
+    return checked_client(emoji_run)
 
 
 def _png(image) -> bytes:
@@ -109,8 +112,12 @@ def test_atom_page_has_items_histogram_alternatives_and_nearest(client, emoji_ru
     D = np.asarray(model.components_)
     n0 = a["nearest"][0]
     assert n0["cosine"] == pytest.approx(float(D[3] @ D[n0["atom"]]), abs=1e-4)
-    if a["description"] is not None:
-        assert a["alternatives"] and any(alt["description"] == a["description"] for alt in a["alternatives"])
+    described = client.get("/api/models/model-image/atoms", params={"described": True, "limit": 1}).json()
+    for j in {3, described["atoms"][0]["atom"]}:  # atom 3, and one that surely has a description
+        rec = client.get(f"/api/models/model-image/atoms/{j}").json()
+        if j != 3 or rec["description"] is not None:
+            assert rec["description"] and rec["alternatives"]
+            assert any(alt["description"] == rec["description"] for alt in rec["alternatives"])
 
 
 def test_search_finds_atoms_and_items_by_words_and_embedding(client):
@@ -161,6 +168,7 @@ def test_upload_decomposes_a_real_image_and_refuses_bombs(client, emoji_store):
     same = client.get("/api/decompose", params={"row": row}).json()
     mine = {m["model"]: m for m in up.json()["models"]}
     assert set(mine) == {"model-image", "model-image-topk"}  # image models only
+    assert set(mine) < {m["model"] for m in same["models"]}
     for m in same["models"]:
         if m["model"] in mine:  # the same emoji, re-encoded: the same strongest atom
             assert mine[m["model"]]["atoms"][0]["atom"] == m["atoms"][0]["atom"]
@@ -175,6 +183,95 @@ def test_upload_decomposes_a_real_image_and_refuses_bombs(client, emoji_store):
     assert r.status_code == 413 and "bytes" in r.json()["error"]
     r = client.post("/api/decompose/image", content=b"not an image")
     assert r.status_code == 400 and "not a readable image" in r.json()["error"]
+
+
+#: The schema of each API route's 200 answer, as /api/openapi.json names it (None: a PNG).
+ROUTE_SCHEMAS = {
+    ("/api/overview", "get"): "Overview",
+    ("/api/models/{model}/atoms", "get"): "GalleryPage",
+    ("/api/models/{model}/atoms/{atom}", "get"): "AtomAnswer",
+    ("/api/items", "get"): "ItemsPage",
+    ("/api/items/{row}", "get"): "Item",
+    ("/api/items/{row}/thumbnail.png", "get"): None,
+    ("/api/search", "get"): "SearchAnswer",
+    ("/api/decompose", "get"): "Decomposition",
+    ("/api/decompose/image", "post"): "Decomposition",
+}
+
+
+def test_every_answer_matches_its_schema_and_openapi_names_them(client):
+    doc = client.get("/api/openapi.json").json()
+    operations = {(path, method): op for path, ops in doc["paths"].items() for method, op in ops.items()}
+    assert set(operations) == set(ROUTE_SCHEMAS)
+    for key, name in ROUTE_SCHEMAS.items():
+        responses = operations[key]["responses"]
+        if name is None:
+            assert set(responses["200"]["content"]) == {"image/png"}
+        else:
+            assert responses["200"]["content"]["application/json"]["schema"] == {"$ref": f"#/components/schemas/{name}"}
+            assert name in doc["components"]["schemas"]
+        errors = {code: r for code, r in responses.items() if code != "200"}
+        assert "500" in errors and (key == ("/api/overview", "get") or len(errors) >= 3), (key, errors)
+        for r in errors.values():  # every error answer is {"error": one line}, never FastAPI's own shape
+            assert r["content"] == {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorAnswer"}}}
+    assert set(doc["components"]["schemas"]["ErrorAnswer"]["properties"]) == {"error"}
+
+    # every route's answers on the emoji run, every atom of every model
+    models = ("model-image", "model-image-topk", "model-text")
+    answers = [(schemas.Overview, client.get("/api/overview"))]
+    for m in models:
+        for sort in ("usage", "faithfulness", "specificity", "atom"):
+            answers.append((schemas.GalleryPage, client.get(f"/api/models/{m}/atoms", params={"sort": sort})))
+        answers.append((schemas.GalleryPage, client.get(f"/api/models/{m}/atoms", params={"described": False})))
+        answers += [(schemas.AtomAnswer, client.get(f"/api/models/{m}/atoms/{j}")) for j in range(64)]
+    answers += [
+        (schemas.ItemsPage, client.get("/api/items", params={"q": "cat"})),
+        (schemas.ItemsPage, client.get("/api/items", params={"offset": 40, "limit": 200})),
+        (schemas.Item, client.get("/api/items/0")),
+        (schemas.Item, client.get("/api/items/1")),  # not held out
+        (schemas.SearchAnswer, client.get("/api/search", params={"q": "cat"})),
+        (schemas.SearchAnswer, client.get("/api/search", params={"q": "zzzz qqqq", "limit": 50})),  # no word hits
+        (schemas.Decomposition, client.get("/api/decompose", params={"row": 100})),
+        (schemas.Decomposition, client.post("/api/decompose/image", content=_png(_solid_image()))),
+    ]
+    for schema, r in answers:
+        assert r.status_code == 200, (r.request.url, r.text)
+        schema.model_validate_json(r.content, strict=True)
+    errors = [
+        client.get("/api/models/nothing/atoms"),
+        client.get("/api/models/model-image/atoms", params={"sort": "bogus"}),
+        client.get("/api/items/x"),
+        client.post("/api/decompose/image", content=b"not an image"),
+    ]
+    assert [r.status_code for r in errors] == [404, 400, 422, 400]
+    for r in errors:
+        schemas.ErrorAnswer.model_validate_json(r.content, strict=True)
+    # the client fixture validated every answer of every test against its route's schema too
+    assert {name for name in ROUTE_SCHEMAS.values() if name} | {"ErrorAnswer"} <= set(client.validated)
+    # the schemas hold: an undeclared key or a value of another type is refused
+    card = answers[1][1].json()["atoms"][0]
+    schemas.AtomCard.model_validate(card, strict=True)
+    for bad in ({**card, "extra": 1}, {**card, "atom": "3"}, {**card, "side": "up"}, {**card, "top": None}):
+        with pytest.raises(ValidationError):
+            schemas.AtomCard.model_validate(bad, strict=True)
+
+
+def _solid_image():
+    from PIL import Image
+
+    return Image.new("RGB", (64, 48), (200, 40, 40))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_on_port_0_reports_the_port_it_bound(emoji_run, workers):
+    with serving(emoji_run, "--workers", str(workers)) as url, urllib.request.urlopen(url + "api/overview") as r:
+        body = r.read()
+    overview = schemas.Overview.model_validate_json(body, strict=True)
+    assert overview.run == "emoji" and {m.id for m in overview.models} == {
+        "model-image",
+        "model-image-topk",
+        "model-text",
+    }
 
 
 def test_thumbnails_and_files_stay_inside_the_run(client, emoji_run, tmp_path):
@@ -267,7 +364,7 @@ def test_a_run_with_missing_parts_still_serves(emoji_run, tmp_path):
     part = tmp_path / "partial"
     part.mkdir()
     shutil.copytree(emoji_run / "model-image", part / "model-image")  # no store, no descriptions, no metrics
-    c = TestClient(create_app(part), raise_server_exceptions=False)
+    c = checked_client(part)
     ov = c.get("/api/overview").json()
     assert any("embedding store" in m for m in ov["missing"]) and any("descriptions" in m for m in ov["missing"])
     page = c.get("/api/models/model-image/atoms").json()
@@ -280,7 +377,7 @@ def test_a_run_with_missing_parts_still_serves(emoji_run, tmp_path):
     (part / "broken-model").mkdir()
     (part / "broken-model" / "config.json").write_text("{not json")
     (part / "broken-model" / "dictionary.safetensors").write_bytes(b"")
-    c = TestClient(create_app(part), raise_server_exceptions=False)
+    c = checked_client(part)
     ov = c.get("/api/overview").json()
     broken = next(m for m in ov["models"] if m["id"] == "broken-model")
     assert "unreadable config.json" in broken["problem"]
@@ -299,9 +396,11 @@ def test_damaged_files_in_a_run_are_reported_not_fatal(emoji_run, tmp_path):
     shutil.copytree(emoji_run / "model-text", bad)
     config = json.loads((bad / "config.json").read_text())
     (bad / "config.json").write_text(json.dumps({**config, "data": [1, 2], "params": []}))
-    (run / "metrics.json").write_text('{"models": {"model-image": {"explained_signal": NaN}, "model-odd": 3}}')
+    (run / "metrics.json").write_text(
+        '{"models": {"model-image": {"explained_signal": NaN, "when": "today"}, "model-odd": 3}}'
+    )
     (run / "atoms-image" / "summary.json").write_text("[]")
-    c = TestClient(create_app(run), raise_server_exceptions=False)
+    c = checked_client(run)
     r = c.get("/api/overview")
     assert r.status_code == 200 and "NaN" not in r.text
     ov = r.json()
@@ -309,6 +408,7 @@ def test_damaged_files_in_a_run_are_reported_not_fatal(emoji_run, tmp_path):
     assert "params and data must be objects" in models["model-odd"]["problem"]
     assert models["model-image"]["heldout"] == {"explained_signal": None}
     assert any("summary.json unreadable" in p for p in ov["problems"])
+    assert "metrics.json: values that are not numbers left out" in ov["problems"]
     assert c.get("/api/models/model-image/atoms/0").json()["description"]  # atoms.jsonl still read
     assert c.get("/api/models/model-odd/atoms").status_code == 404
 

@@ -2,8 +2,9 @@
 docs at ``/api/docs``) over :class:`dbksvd.web.run.Run`, the front end in ``static/``, and the
 run folder's own files under ``/files`` (reports, plots; nothing outside the folder).
 
-Every error is a JSON object ``{"error": "one line"}``: 404 for what does not exist, 400 for a
-bad value, 413 for an upload that is too large, 422 for a malformed parameter.
+Every answer's type is a model of ``schemas.py``, declared on its route. Every error is a JSON
+object ``{"error": "one line"}``: 404 for what does not exist, 400 for a bad value, 413 for an
+upload that is too large, 422 for a malformed parameter.
 """
 
 import socket
@@ -12,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DbksvdError, MissingDependencyError, NotFoundError, ParameterError
-from .run import MAX_PAGE, MAX_QUERY_CHARS, MAX_UPLOAD_BYTES, SORT_KEYS, Run, dumps
+from .queries import MAX_PAGE, MAX_QUERY_CHARS, MAX_SEARCH_HITS, SORT_KEYS, dumps
+from .run import MAX_UPLOAD_BYTES, Run
 
 STATIC = Path(__file__).parent / "static"
 
@@ -27,10 +29,29 @@ def _fastapi():
 
 def _json_response(content: Any, status: int = 200) -> Any:
     """A JSON response rendered with json.dumps directly: FastAPI's per-field encoder of a
-    returned dict costs more than the query itself for atom records."""
+    returned dict costs more than the query itself for atom records. (A route that returns a
+    Response is neither validated nor encoded against its ``response_model``, which then only
+    documents the answer.)"""
     from fastapi.responses import Response
 
     return Response(dumps(content), status_code=status, media_type="application/json")
+
+
+#: What each error status means, for the OpenAPI document.
+_ERROR_MEANINGS = {
+    400: "a value the run refuses (an atom or row past the end, an unknown sort key, an unreadable upload)",
+    404: "no such model, item or store",
+    413: "an upload over the size limit",
+    422: "a parameter that breaks the schema's bounds or types",
+    500: "an unexpected failure",
+}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of a route that may answer these error statuses."""
+    from .schemas import ErrorAnswer
+
+    return {status: {"model": ErrorAnswer, "description": _ERROR_MEANINGS[status]} for status in statuses}
 
 
 def create_app(run: Run | str | Path) -> Any:
@@ -42,6 +63,8 @@ def create_app(run: Run | str | Path) -> Any:
     from fastapi.staticfiles import StaticFiles
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
+    from . import schemas
+
     run = run if isinstance(run, Run) else Run(run)
     app = FastAPI(
         title="dbksvd explorer",
@@ -50,6 +73,7 @@ def create_app(run: Run | str | Path) -> Any:
         docs_url="/api/docs",
         redoc_url=None,
         description=f"Atoms, descriptions and sparse codes of the run {run.path.name}.",
+        responses=_errors(500),
     )
     app.state.run = run
 
@@ -88,11 +112,20 @@ def create_app(run: Run | str | Path) -> Any:
     def run_file(path: str) -> FileResponse:
         return FileResponse(run.file(path))
 
-    @app.get("/api/overview", summary="The run: dataset, spaces, models with their scores, reports, what is missing")
+    @app.get(
+        "/api/overview",
+        summary="The run: dataset, spaces, models with their scores, reports, what is missing",
+        response_model=schemas.Overview,
+    )
     def overview() -> Response:
         return _json_response(run.overview())
 
-    @app.get("/api/models/{model}/atoms", summary="One page of a model's atoms, sorted and filtered")
+    @app.get(
+        "/api/models/{model}/atoms",
+        summary="One page of a model's atoms, sorted and filtered",
+        response_model=schemas.GalleryPage,
+        responses=_errors(400, 404, 422),
+    )
     def atoms(
         model: str,
         sort: str = Query("usage", description=f"one of {', '.join(SORT_KEYS)}"),
@@ -123,11 +156,18 @@ def create_app(run: Run | str | Path) -> Any:
     @app.get(
         "/api/models/{model}/atoms/{atom}",
         summary="One atom: description, scores, top items, histogram, alternatives, nearest atoms",
+        response_model=schemas.AtomAnswer,
+        responses=_errors(400, 404, 422),
     )
     def atom(model: str, atom: int) -> Response:
         return _json_response(run.atom(model, atom))
 
-    @app.get("/api/items", summary="Items whose caption or id contains every word of q")
+    @app.get(
+        "/api/items",
+        summary="Items whose caption or id contains every word of q",
+        response_model=schemas.ItemsPage,
+        responses=_errors(404, 422),
+    )
     def items(
         q: str = Query("", max_length=MAX_QUERY_CHARS),
         offset: int = Query(0, ge=0, le=10**9),
@@ -135,25 +175,37 @@ def create_app(run: Run | str | Path) -> Any:
     ) -> Response:
         return _json_response(run.items(q, offset, limit))
 
-    @app.get("/api/items/{row}", summary="One item")
+    @app.get("/api/items/{row}", summary="One item", response_model=schemas.Item, responses=_errors(400, 404, 422))
     def item(row: int) -> Response:
         return _json_response(run.item(row))
 
     @app.get(
         "/api/items/{row}/thumbnail.png",
         summary="An item's image, small",
-        responses={200: {"content": {"image/png": {}}}},
+        response_class=Response,  # only the image/png below, no JSON 200 in the schema
+        responses={200: {"content": {"image/png": {}}}, **_errors(400, 404, 422)},
     )
     def thumbnail(row: int) -> Response:
         return Response(run.thumbnail(row), media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})
 
-    @app.get("/api/search", summary="Free text -> atoms (by description words and text embedding) and items")
+    @app.get(
+        "/api/search",
+        summary="Free text -> atoms (by description words and text embedding) and items",
+        response_model=schemas.SearchAnswer,
+        responses=_errors(400, 422),
+    )
     def search(
-        q: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS), limit: int = Query(10, ge=1, le=50)
+        q: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS),
+        limit: int = Query(10, ge=1, le=MAX_SEARCH_HITS),
     ) -> Response:
         return _json_response(run.search(q, limit))
 
-    @app.get("/api/decompose", summary="An item's sparse code under every model, side by side")
+    @app.get(
+        "/api/decompose",
+        summary="An item's sparse code under every model, side by side",
+        response_model=schemas.Decomposition,
+        responses=_errors(400, 404, 422),
+    )
     def decompose(row: int = Query(..., ge=0)) -> Response:
         return _json_response(run.decompose(row))
 
@@ -161,6 +213,14 @@ def create_app(run: Run | str | Path) -> Any:
         "/api/decompose/image",
         summary="An uploaded image's sparse code under every image model "
         f"(the request body is the image file, at most {MAX_UPLOAD_BYTES} bytes)",
+        response_model=schemas.Decomposition,
+        responses=_errors(400, 413),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+            }
+        },
     )
     async def decompose_image(request: Request) -> Any:
         declared = request.headers.get("content-length")
@@ -222,10 +282,11 @@ def serve(
     find_free_port: bool = False,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve the explorer of ``run`` until Ctrl-C (or SIGTERM). ``workers``: server processes
-    (each loads the run; more answer more requests at once on more cores); ``find_free_port``:
-    take the first free port from ``port`` on instead of refusing a busy one; ``on_ready(url)``
-    is called once the server accepts connections."""
+    """Serve the explorer of ``run`` until Ctrl-C (or SIGTERM). ``port`` 0: a free port the
+    system chooses (no race with other programs); ``workers``: server processes (each loads
+    the run; more answer more requests at once on more cores); ``find_free_port``: take the
+    first free port from ``port`` on instead of refusing a busy one; ``on_ready(url)`` is
+    called with the URL, its port the one bound, once the server accepts connections."""
     _fastapi()
     import uvicorn
 
@@ -258,21 +319,24 @@ def serve(
             log_level="warning",
             access_log=False,
         )
-        sock = config.bind_socket()
+    else:
+        config = uvicorn.Config(_prepared_app(run), host=host, port=port, log_level="warning", access_log=False)
+    # bound here, once: with port 0 the system's choice is the port of every worker and of the URL
+    sock = config.bind_socket()
+    url = f"http://{shown}:{sock.getsockname()[1]}/"
+    if workers > 1:
         sock.listen(config.backlog)  # connections wait in the backlog until a worker is up
         if on_ready is not None:
-            on_ready(f"http://{shown}:{sock.getsockname()[1]}/")
+            on_ready(url)
         from uvicorn.supervisors import Multiprocess
 
         Multiprocess(config, sockets=[sock]).run()
         return
-    config = uvicorn.Config(_prepared_app(run), host=host, port=port, log_level="warning", access_log=False)
 
     class _Server(uvicorn.Server):
         async def startup(self, sockets=None):
             await super().startup(sockets=sockets)
             if self.started and on_ready is not None:
-                bound = self.servers[0].sockets[0].getsockname()[1] if self.servers else port
-                on_ready(f"http://{shown}:{bound}/")
+                on_ready(url)
 
-    _Server(config).run()
+    _Server(config).run(sockets=[sock])

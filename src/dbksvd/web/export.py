@@ -21,7 +21,9 @@ from .._progress import progress
 from ..errors import NotFoundError, ParameterError
 from ..io import atomic_path
 from .app import STATIC
-from .run import Run, dumps, slug
+from .queries import dumps
+from .run import Run
+from .run_folder import slug
 
 #: Atom records and decompositions per data file.
 CHUNK = 100
@@ -89,7 +91,7 @@ def export_site(
         atoms = 0
         for entry in models:
             recs = run.atoms(entry)
-            cards = [{**run.atom_card(r), "text": t} for r, t in zip(recs, run.columns(entry)["text"])]
+            cards = [{**run.atom_card(r), "text": t} for r, t in zip(recs, run.columns(entry).text)]
             _write_js(data / f"index-{slug(entry.id)}.js", f"index/{entry.id}", {"model": entry.id, "atoms": cards})
             for start in range(0, len(recs), CHUNK):
                 chunk = {j: run.atom(entry.id, j) for j in range(start, min(start + CHUNK, len(recs)))}
@@ -112,7 +114,7 @@ def export_site(
                 try:
                     (thumbs / f"{r}.png").write_bytes(run.thumbnail(r))
                 except NotFoundError:  # that item's pages show its caption instead
-                    if run._dataset is None:  # the dataset itself is gone: no thumbnail at all
+                    if run.dataset is None:  # the dataset itself is gone: no thumbnail at all
                         break
                 bar.update(1)
         for report in run.reports:

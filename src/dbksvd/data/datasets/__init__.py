@@ -13,7 +13,6 @@ and :mod:`.registry`, where each family registers its name for :func:`get_datase
 Pillow, fontTools and pyarrow are imported only when a dataset needs them.
 """
 
-from ..images import to_rgb as _image_to_rgb  # noqa: F401  (its name before data.images; for old callers)
 from .base import Dataset, Item, SkipItem
 
 # The families register themselves on import, in this order (that of DATASET_NAMES).
