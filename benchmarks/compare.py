@@ -161,11 +161,11 @@ def main(args) -> int:
         X, labels = load_dataset(name, args)
         for K in (int(v) for v in getattr(args, f"{name}_atoms").split(",")):
             cfg = CompareConfig(
-                atoms=K,
-                nnz=tuple(k for k in nnz if k < K),
+                n_atoms=K,
+                n_nonzero=tuple(k for k in nnz if k < K),
                 methods=("dbksvd", "dbksvd-threshold", *SAES, "random"),
-                dbksvd_iters=args.iters,
-                sae_epochs=args.epochs,
+                dbksvd_max_iter=args.iters,
+                sae_max_epochs=args.epochs,
             )
             print(f"\n== {name}: {X.shape[0]} x {X.shape[1]}, K={K}")
             report = run_comparison(X, cfg, labels, show_progress=True)

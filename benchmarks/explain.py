@@ -106,7 +106,9 @@ def fit(method: str, X, ctx, K: int, k: int, args, seed: int):
     from dbksvd.analysis.compare import SAE_METHODS, CompareConfig, make_model
 
     describe, select = ctx.split["describe"], ctx.split["select"]
-    cfg = CompareConfig(atoms=K, nnz=(k,), seed=seed, dbksvd_iters=args.iters, sae_epochs=args.epochs)
+    cfg = CompareConfig(
+        n_atoms=K, n_nonzero=(k,), random_state=seed, dbksvd_max_iter=args.iters, sae_max_epochs=args.epochs
+    )
     model = make_model(method, K, k, cfg, len(describe))
     if method in SAE_METHODS:
         return model.fit(X[describe], X_val=X[select])
@@ -151,7 +153,7 @@ def main(args) -> int:
         timings = []
         for seed in seeds:
             t0 = time.perf_counter()
-            ctx = explain_context(store, space, ExplainConfig(seed=seed, baseline=False), show_progress=False)
+            ctx = explain_context(store, space, ExplainConfig(random_state=seed, baseline=False), show_progress=False)
             X = ctx.X
             timings.append({"seed": seed, "step": "context", "seconds": time.perf_counter() - t0})
             print(

@@ -363,3 +363,80 @@ def test_encode_and_evaluate_read_the_models_own_space(emoji_store, tmp_path, ca
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "m"), str(emoji_store.path), "--space", "image"]) == 2
     assert "1280 features" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["fit", "{t}/x.npy", "--atoms", "8", "--nnz", "2"], "fit: --out is required"),
+        (["fit", "{t}/x.npy", "--out", "{t}/m"], "--n-atoms and --n-nonzero are required"),
+        (["fit", "{t}/x.npy", "--atoms", "8", "--nnz", "2", "--out", "{t}/m", "--bogus", "1"], "unrecognized"),
+        (["fit", "{t}/x.npy", "--atoms", "8", "--nnz", "2", "--out", "{t}/m", "--coder", "lars"], "unknown value"),
+        (["fit", "{t}/x.npy", "--atoms", "eight", "--nnz", "2", "--out", "{t}/m"], "--n-atoms"),
+        (["fit", "{t}/x.npy", "--atoms", "8", "--nnz", "2", "--out", "{t}/m", "--iters"], "--max-iter needs a value"),
+        (["evaluate", "{t}/model"], "INPUT is required"),
+        (["explain", "{t}/model", "{t}/s", "--out", "{t}/a", "--top", "0"], "--top must be >= 1; got 0"),
+        (["compare", "{t}/x.npy", "--atoms", "8", "--nnz", "9", "--out", "{t}/r"], "k=9 (n_nonzero)"),
+        (["serve", "{t}/run", "--workers", "0"], "--workers must be >= 1"),
+        (["fitt", "{t}/x.npy"], "unknown command 'fitt'"),
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_option(data, capsys, args, words):
+    tmp, _ = data
+    before = set(tmp.iterdir())
+    assert main([a.format(t=tmp) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dbksvd: error:") and words in err and err.count("\n") == 1, err
+    assert set(tmp.iterdir()) == before
+
+
+def test_no_command_prints_the_overview_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "commands:" in capsys.readouterr().err
+    assert main(["--help"]) == 0
+    assert "export-site" in capsys.readouterr().out
+
+
+def test_help_comes_from_the_configs(capsys):
+    import importlib
+
+    from dbksvd.cli import COMMANDS
+
+    for name, (module, summary) in COMMANDS.items():
+        config = importlib.import_module(f"dbksvd.cli.{module}").CONFIG
+        assert config.__doc__.splitlines()[0] == summary, name
+        assert main([name, "--help"]) == 0
+        out = capsys.readouterr().out
+        assert f"usage: dbksvd {name}" in out and summary in out
+    main(["fit", "--help"])
+    out = capsys.readouterr().out
+    # DBKSVDParams' own docstrings and aliases, one paragraph per option
+    for words in ("--n-atoms K", "--atoms K", "--seed SEED", "--random-state SEED", "Passes over the data."):
+        assert words in out, words
+    assert "--verbose" not in out  # --quiet says it on the command line
+
+
+def test_a_command_runs_from_python_with_its_config(data, capsys):
+    from dbksvd.cli.evaluate import EvaluateConfig
+    from dbksvd.cli.evaluate import run as evaluate
+    from dbksvd.cli.fit import FitConfig
+    from dbksvd.cli.fit import run as fit
+    from dbksvd.config import DBKSVDParams
+
+    tmp, p = data
+    cfg = FitConfig(input=str(tmp / "x.npy"), out=str(tmp / "m"), model=DBKSVDParams(50, 3, max_iter=5), quiet=True)
+    assert fit(cfg) == 0
+    assert load(tmp / "m").n_iter_ == 5
+    capsys.readouterr()
+    assert evaluate(EvaluateConfig(model=str(tmp / "m"), input=str(tmp / "x.npy"), json=True)) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == 1200
+    # the same run from the command line, spelled with today's names and with the old ones
+    for spelling in (
+        ["--n-atoms", "50", "--n-nonzero", "3", "--max-iter", "5"],
+        ["--atoms", "50", "--nnz", "3", "--iters", "5"],
+    ):
+        assert (
+            main(["fit", str(tmp / "x.npy"), "--out", str(tmp / "m2"), "--quiet", "--random-state", "1", *spelling])
+            == 0
+        )
+        assert load(tmp / "m2").get_params()["random_state"] == 1

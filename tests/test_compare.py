@@ -20,7 +20,11 @@ def data(fashion_store):
 
 def small(**kw):
     params = dict(
-        atoms=32, nnz=(4,), methods=("dbksvd", "dbksvd-threshold", "topk", "random"), dbksvd_iters=10, sae_epochs=15
+        n_atoms=32,
+        n_nonzero=(4,),
+        methods=("dbksvd", "dbksvd-threshold", "topk", "random"),
+        dbksvd_max_iter=10,
+        sae_max_epochs=15,
     )
     params.update(kw)
     return CompareConfig(**params)
@@ -194,7 +198,7 @@ def test_cli_compare_scores_the_descriptions_on_a_captioned_store(emoji_store, t
 def test_sklearn_baseline_learns(data):
     pytest.importorskip("sklearn")
     X, labels = data
-    rows = run_comparison(X, small(methods=("sklearn", "random"), dbksvd_iters=6), labels, show_progress=False)[
+    rows = run_comparison(X, small(methods=("sklearn", "random"), dbksvd_max_iter=6), labels, show_progress=False)[
         "results"
     ]
     by = {r["method"]: r for r in rows}

@@ -134,7 +134,7 @@ def report():
         {"method": "relu", "k": 2, "coder": "own", "status": "failed: non-finite training loss"},
     ]
     return {
-        "config": dataclasses.asdict(CompareConfig(atoms=3, nnz=(2,), methods=("dbksvd", "topk", "relu"))),
+        "config": dataclasses.asdict(CompareConfig(n_atoms=3, n_nonzero=(2,), methods=("dbksvd", "topk", "relu"))),
         "rows": 10,
         "features": 4,
         "split": {"test": 2, "val": 1, "train": 7},
@@ -155,10 +155,15 @@ def test_results_round_trip_and_refuse_damage(report, tmp_path):
     with pytest.raises(DataFileError) as info:
         read_results(tmp_path / "r" / "results.json")
     assert "not a valid comparison results: results.0.ok.l0:" in one_line(info)
-    damaged = {**written, "config": {**written["config"], "nnz": [0]}}
+    damaged = {**written, "config": {**written["config"], "n_nonzero": [0]}}
     (tmp_path / "r" / "results.json").write_text(json.dumps(damaged))
-    with pytest.raises(DataFileError, match="config.nnz.0"):
+    with pytest.raises(DataFileError, match="config.n_nonzero.0"):
         read_results(tmp_path / "r")
+    # a file written before the config's fields were renamed (atoms, nnz, seed, ...) still reads
+    renamed = {"n_atoms": "atoms", "n_nonzero": "nnz", "random_state": "seed", "dbksvd_max_iter": "dbksvd_iters"}
+    old = {**written, "config": {renamed.get(key, key): v for key, v in written["config"].items()}}
+    (tmp_path / "r" / "results.json").write_text(json.dumps(old))
+    assert json.dumps(read_results(tmp_path / "r")["config"]) == json.dumps(written["config"])
     with pytest.raises(DataFileError, match="s/results.json: .*results.0.ok.train_seconds: Field required"):
         write_report(
             {**report, "results": [{"method": "dbksvd", "k": 2, "coder": "omp", "status": "ok"}]}, tmp_path / "s"

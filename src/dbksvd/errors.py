@@ -25,6 +25,10 @@ class ParameterError(DbksvdError, ValueError):
     """A hyperparameter or argument is out of range or inconsistent with the data."""
 
 
+class UsageError(ParameterError):
+    """A command line the ``dbksvd`` command cannot parse: an unknown option, a missing one."""
+
+
 class DataFileError(DbksvdError, OSError):
     """A file is missing, unreadable, corrupt, truncated, or lacks the requested key."""
 

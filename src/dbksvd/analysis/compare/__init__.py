@@ -9,17 +9,17 @@ encoder's share of a gap from the dictionary's. A method that fails (a NaN loss,
 package) is a row with its reason; the others still run. ``write_report`` turns the rows into
 ``results.{json,csv,md}``, PNG plots and ``report.html``.
 
-The pieces: :mod:`.config` (the methods, :class:`CompareConfig`), :mod:`.harness`
+The pieces: :mod:`dbksvd.config` (the methods, :class:`CompareConfig`), :mod:`.harness`
 (:func:`make_model`, :func:`run_comparison`), :mod:`.evaluation` (:func:`model_metrics` and
 the run folder's ``metrics.json``), :mod:`.results` (the ``results.json`` schema),
 :mod:`.report` and :mod:`.plots` (the report folder).
 """
 
+from ...config import DEFAULT_METHODS, METHODS, SAE_METHODS, CompareConfig
 from ...data.splits import MAX_EVAL_ROWS, split_rows
-from .config import DEFAULT_METHODS, METHODS, SAE_METHODS, CompareConfig
 from .evaluation import HeldOutMetrics, ModelMetrics, model_metrics, read_heldout_metrics, write_heldout_metrics
 from .harness import coder_name, make_model, run_comparison
-from .report import TABLE_COLUMNS, markdown_table, write_report
+from .report import TABLE_COLUMNS, markdown_table, metrics_columns, metrics_lines, write_report
 from .results import ComparisonResults, read_results
 
 __all__ = [
@@ -35,6 +35,8 @@ __all__ = [
     "coder_name",
     "make_model",
     "markdown_table",
+    "metrics_columns",
+    "metrics_lines",
     "model_metrics",
     "read_heldout_metrics",
     "read_results",

@@ -11,10 +11,10 @@ import numpy as np
 from ... import metrics
 from ..._progress import progress
 from ..._resources import PeakRSS
+from ...config import SAE_METHODS, CompareConfig
 from ...data.splits import split_rows
 from ...errors import DbksvdError, InputError, MissingDependencyError, ParameterError
 from ...update import atom_usage
-from .config import SAE_METHODS, CompareConfig
 from .evaluation import model_metrics
 
 
@@ -23,17 +23,17 @@ def make_model(method: str, K: int, k: int, cfg: CompareConfig, n_train: int) ->
     non-zeros, as the comparison trains it (``n_train`` sets the SAE batch size)."""
     from ...models import DBKSVD, SAE, MiniBatchDictionary, RandomDictionary
 
-    common = {"preprocessing": cfg.preprocessing, "random_state": cfg.seed, "device": cfg.device}
+    common = {"preprocessing": cfg.preprocessing, "random_state": cfg.random_state, "device": cfg.device}
     if method.startswith("dbksvd"):
         return DBKSVD(
-            K, k, coder=coder_name(method), max_iter=cfg.dbksvd_iters, batch_size=cfg.dbksvd_batch_size, **common
+            K, k, coder=coder_name(method), max_iter=cfg.dbksvd_max_iter, batch_size=cfg.dbksvd_batch_size, **common
         )
     if method == "random":
         return RandomDictionary(K, k, **common)
     if method == "sklearn":
-        return MiniBatchDictionary(K, k, max_iter=max(1, cfg.dbksvd_iters // 3), **common)
+        return MiniBatchDictionary(K, k, max_iter=max(1, cfg.dbksvd_max_iter // 3), **common)
     batch = max(16, min(cfg.sae_batch_size, n_train // 8))
-    return SAE(method, K, k, batch_size=batch, max_epochs=cfg.sae_epochs, **common)
+    return SAE(method, K, k, batch_size=batch, max_epochs=cfg.sae_max_epochs, **common)
 
 
 def coder_name(method: str) -> str:
@@ -136,18 +136,18 @@ def run_comparison(
     X, labels = _check_inputs(X, cfg, labels)
     n, d = X.shape
     if split is None:
-        split = split_rows(n, cfg.test_fraction, cfg.val_fraction, cfg.seed)
+        split = split_rows(n, cfg.test_fraction, cfg.val_fraction, cfg.random_state)
     train, val, test = (X[split[s]].astype(np.float32) for s in ("train", "val", "test"))
     probe = None if labels is None else _Probe(train, labels[split["train"]], test, labels[split["test"]])
     rows: list[dict[str, Any]] = []
     usage: dict[str, list[int]] = {}
-    jobs = [(m, k) for k in cfg.nnz for m in cfg.methods]
+    jobs = [(m, k) for k in cfg.n_nonzero for m in cfg.methods]
     bar = progress(len(jobs), "compare", enabled=show_progress, unit="model")
     try:
         for method, k in jobs:
             bar.set_postfix(method=method, k=k)
             try:
-                model = make_model(method, cfg.atoms, k, cfg, train.shape[0])
+                model = make_model(method, cfg.n_atoms, k, cfg, train.shape[0])
                 fit = _train(model, method, train, val)
                 for row, codes in _evaluate(model, method, k, cfg, test, fit, probe, explainer):
                     rows.append(row)

@@ -100,9 +100,30 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child,th
 figure{{display:inline-block;margin:1em}}</style></head>
 <body><h1>dbksvd comparison</h1>
 <p>{report["rows"]} rows x {report["features"]} features; split train {report["split"]["train"]},
-validation {report["split"]["val"]}, test {report["split"]["test"]} (seed {cfg["seed"]});
-K = {cfg["atoms"]}; preprocessing {html.escape(cfg["preprocessing"])}. Metrics on the test rows.</p>
+validation {report["split"]["val"]}, test {report["split"]["test"]} (seed {cfg["random_state"]});
+K = {cfg["n_atoms"]}; preprocessing {html.escape(cfg["preprocessing"])}. Metrics on the test rows.</p>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 {imgs}
 </body></html>
 """
+
+
+def metrics_lines(result: dict[str, Any]) -> str:
+    """One ``name  value`` line per metric of one model (what ``dbksvd evaluate`` prints)."""
+    width = max(len(key) for key in result)
+    shown = {key: f"{value:.4f}" if isinstance(value, float) else str(value) for key, value in result.items()}
+    return "".join(f"{key:<{width}}  {value}\n" for key, value in shown.items())
+
+
+def metrics_columns(results: dict[str, dict[str, Any]]) -> str:
+    """The metrics every model has, one column per model (what ``dbksvd demo`` prints)."""
+    names = list(results)
+    keys = [key for key in results[names[0]] if all(key in r for r in results.values())]
+    width = max(len(key) for key in keys)
+    lines = [f"{'':<{width}}  " + "  ".join(f"{n:>10}" for n in names)]
+    for key in keys:
+        cells = [results[n][key] for n in names]
+        lines.append(
+            f"{key:<{width}}  " + "  ".join(f"{c:>10.4f}" if isinstance(c, float) else f"{c!s:>10}" for c in cells)
+        )
+    return "\n".join(lines) + "\n"

@@ -7,10 +7,10 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import Discriminator, Field, Tag, field_validator
 
+from ...config import CompareConfig
 from ...schema import FileSchema, dump, read_json
-from .config import CompareConfig
 from .evaluation import ModelMetrics
 
 
@@ -73,7 +73,8 @@ class ComparisonResults(FileSchema):
     k and coder."""
 
     config: CompareConfig
-    """The comparison's configuration."""
+    """The comparison's configuration (files written before the fields were renamed, e.g.
+    ``atoms`` for ``n_atoms``, still read)."""
     rows: int
     """Rows of the data."""
     features: int
@@ -84,6 +85,14 @@ class ComparisonResults(FileSchema):
         Annotated[Annotated[ResultRow, Tag("ok")] | Annotated[FailedRow, Tag("failed")], Discriminator(_row_kind)]
     ]
     """One row per method, k and coder, in the order they ran."""
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _today_names(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            renamed = CompareConfig.renamed_fields
+            return {renamed.get(key, key): v for key, v in value.items()}
+        return value
 
 
 def read_results(path: str | os.PathLike) -> dict[str, Any]:

@@ -21,7 +21,7 @@ per atom and side (K-SVD codes are signed):
 4. **records** (:mod:`.records`, :mod:`.schema`): ``atoms.jsonl`` and ``summary.json``, written
    and read through one schema each.
 
-The pieces: :mod:`.config` (:class:`ExplainConfig`), :mod:`.context` (everything about the
+The pieces: :class:`~dbksvd.config.ExplainConfig` (in :mod:`dbksvd.config`), :mod:`.context` (everything about the
 store that does not depend on the dictionary, prepared once; the text encoder in
 :mod:`.text`), :mod:`.pipeline` (:func:`explain`, :func:`explain_model`,
 :func:`explanation_scores`).
@@ -30,11 +30,11 @@ A store without captions gets descriptions from the classifier head and shared-s
 vocabularies only, without scores, and the summary says so.
 """
 
-from .config import DEFAULT_TEXT_ENCODER, ExplainConfig
+from ...config import DEFAULT_TEXT_ENCODER, ExplainConfig
 from .context import ExplainContext, explain_context
 from .evidence import AtomEvidence, active_matrix, atom_evidence, nearest_atoms
 from .pipeline import explain, explain_model, explanation_scores
-from .records import Explanation, evidence_records, summary_table, write_explanation
+from .records import Explanation, evidence_records, most_used_atoms, summary_table, write_explanation
 from .schema import AtomRecord, ExplainSummary, read_atoms, read_summary
 from .text import SharedSpace, TextSide
 
@@ -51,6 +51,7 @@ __all__ = [
     "read_summary",
     "AtomRecord",
     "ExplainSummary",
+    "most_used_atoms",
     "summary_table",
     "explanation_scores",
     "evidence_records",

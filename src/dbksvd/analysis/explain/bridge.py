@@ -36,12 +36,12 @@ from typing import Any
 
 import numpy as np
 
+from ...config import BRIDGE_KINDS
 from ...data.splits import permutation_split
 from ...errors import InputError, ModelFormatError, ParameterError
 from ...metrics import recall_at_k
 from .describe import unit_rows
 
-BRIDGE_KINDS = ("ridge", "cca", "auto")
 #: Fewest image-caption pairs :func:`fit_bridge` accepts.
 MIN_PAIRS = 10
 #: Ridge penalties tried (on unit-norm, centred rows), strongest first: ties go to the stronger.

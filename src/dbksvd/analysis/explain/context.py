@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from ...config import DEFAULT_TEXT_ENCODER, ExplainConfig
 from ...data.splits import as_describe_select_test, split_rows
 from ...errors import MissingDependencyError
-from .config import DEFAULT_TEXT_ENCODER, ExplainConfig
 from .describe import CaptionTerms, unit_rows
 from .text import SharedSpace, TextSide
 
@@ -64,7 +64,9 @@ def explain_context(
     ids = [str(m.get("id")) for m in meta]
     captions = [m.get("caption") or None for m in meta]
     if split is None:
-        split = as_describe_select_test(split_rows(X.shape[0], cfg.test_fraction, cfg.select_fraction, cfg.seed))
+        split = as_describe_select_test(
+            split_rows(X.shape[0], cfg.test_fraction, cfg.select_fraction, cfg.random_state)
+        )
     encoder_of = {name: s["encoder"]["name"] for name, s in store.manifest["spaces"].items()}
     notes: list[str] = []
     info: dict[str, Any] = {
@@ -174,7 +176,7 @@ def _text_mapping(
     fit_rows = np.sort(np.concatenate([split["describe"], split["select"]]))
     fit_rows, test_rows = fit_rows[has[fit_rows]], split["test"][has[split["test"]]]
     bridge, report = fit_bridge(
-        X[fit_rows], caption_rows[fit_rows], [captions[i] for i in fit_rows], kind=cfg.bridge, seed=cfg.seed
+        X[fit_rows], caption_rows[fit_rows], [captions[i] for i in fit_rows], kind=cfg.bridge, seed=cfg.random_state
     )
     report["test"] = bridge_recall(bridge, X[test_rows], caption_rows[test_rows], [captions[i] for i in test_rows])
     info["text_space"] = f"linear bridge ({bridge.kind}) from {space} to {text_spec}"

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from ..._progress import progress
+from ...config import ExplainConfig
 from .choice import choose_descriptions
-from .config import ExplainConfig
 from .context import ExplainContext, explain_context
 from .describe import unit_candidates
 from .evidence import AtomEvidence, atom_evidence, code_rows
@@ -35,7 +35,7 @@ def explain(
             int(model.components_.shape[0]),
             int(model.n_nonzero),
             preprocessing=getattr(model, "preprocessing", "normalize+center+scale"),
-            random_state=ctx.cfg.seed,
+            random_state=ctx.cfg.random_state,
         )
         random.fit(ctx.X[ctx.split["describe"]])
         baseline_atoms, summary["random"] = describe_dictionary(random, ctx, "random directions", show_progress)

@@ -179,6 +179,18 @@ def summary_table(summary: dict[str, Any]) -> str:
     return text
 
 
+def most_used_atoms(atoms: list[dict[str, Any]], shown: int = 10) -> str:
+    """The ``shown`` most used described atoms, one line each (what ``dbksvd explain`` prints)."""
+    described = sorted((r for r in atoms if r["description"] is not None), key=lambda r: -r["usage"])
+    if not described:
+        return ""
+    lines = [f"\nmost used atoms (of {len(described)} described):"]
+    for r in described[:shown]:
+        score = "" if r["faithfulness"] is None else f"  faithfulness {r['faithfulness']:.2f}"
+        lines.append(f"  atom {r['atom']:>5} {r['side']}  {r['description'][:60]!r:<62} usage {r['usage']:.3f}{score}")
+    return "\n".join(lines) + "\n"
+
+
 def write_explanation(expl: Explanation, out: str | Path) -> Path:
     """``out/``: atoms.jsonl (one record per atom), summary.json, summary.md and, with a
     baseline, random_atoms.jsonl; checked against :class:`~.schema.AtomRecord` and

@@ -1,32 +1,23 @@
-"""Every hyperparameter, once: names, defaults, constraints and help text.
+"""How parameters are checked: constrained types, :func:`check_fields` (estimators, at fit),
+:func:`config_dataclass` (configs, on construction) and :func:`parameter_error`, the one line a
+failed check becomes. Also the command-line spellings a field may carry (:func:`cli`,
+:func:`comma_separated`), read by tyro when :mod:`dbksvd.cli` generates the options.
 
-The estimators inherit their parameters from these dataclasses (``class DBKSVD(DBKSVDParams,
-DictionaryModel)``), so the Python API, the model folder's ``params`` and the command line
-(generated from the same classes in :mod:`dbksvd.cli`) share one vocabulary (README, "Names").
-A field's constraint sits in its annotation (``Count`` is an integer >= 1, ``Literal[...]`` a
-choice) and :func:`check_fields` checks them all with pydantic, raising one
-:class:`~dbksvd.errors.ParameterError` line. Constraints that depend on the data (k <= min(K,
-d), Matryoshka groups, preprocessing steps, devices) are checked where the data is known
-(:mod:`dbksvd.validation`); their fields carry :data:`CHECKED_WITH_DATA`.
-
-Configs (:func:`config_dataclass`, e.g. ``ExplainConfig``) check on construction; estimators
-check when they fit (:func:`check_fields`). Both raise :func:`parameter_error`'s one line,
-``ExplainConfig.top must be an integer >= 1; got True``.
-
-This module imports no numerical library: the CLI's ``--help`` reads it without loading torch.
+Imports no numerical library.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from dataclasses import KW_ONLY, dataclass
-from typing import Annotated, Any, Literal, TypeVar
+import warnings
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from annotated_types import Ge, Gt, Lt
 from pydantic import AllowInfNan, BeforeValidator, Strict
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 
 def _python_scalar(value: Any) -> Any:
@@ -55,17 +46,6 @@ Flag = Annotated[bool, Strict()]
 """True or False, nothing else."""
 
 T = TypeVar("T")
-
-#: Pursuits a dictionary model trains and codes with (:func:`dbksvd.sparse_encode`); as a
-#: model's own pursuit, ``mp`` and ``threshold`` end with a least-squares refit.
-TRAINING_CODERS = ("omp", "mp", "threshold")
-Coder = Literal["omp", "mp", "threshold"]
-#: Readings ``transform(coder=...)`` accepts: the pursuits, and ``detector`` (each row's k
-#: atoms with the largest |<x, D_j>|, the projections as coefficients: an atom read as a detector).
-READINGS = ("omp", "mp", "threshold", "detector")
-SAE_ARCHITECTURES = ("topk", "batchtopk", "relu", "featurechoice", "mutualchoice")
-
-DEFAULT_PREPROCESSING = "normalize+center+scale"
 
 
 def check_fields(obj: Any, owner: str | None = None) -> None:
@@ -127,11 +107,17 @@ def _strict_hint(hint: Any) -> Any:
     return hint
 
 
-def config_dataclass(cls: type[T]) -> type[T]:
+def config_dataclass(cls: type[T] | None = None, *, renamed: dict[str, str] | None = None) -> Any:
     """``cls`` as a pydantic dataclass that checks every field on construction and on
     assignment, a failed check raising :func:`parameter_error`'s one line (for configs; the
     estimators check when they fit, :func:`check_fields`). Still a standard dataclass:
-    ``dataclasses.asdict``/``replace`` and the CLI generator read it."""
+    ``dataclasses.asdict``/``replace`` and the CLI generator read it.
+
+    ``renamed`` maps earlier field names to today's (``{"atoms": "n_atoms"}``): the old keyword
+    still works for a release, with a DeprecationWarning, and so does reading the attribute.
+    Use as ``@config_dataclass`` or ``@config_dataclass(renamed={...})``."""
+    if cls is None:
+        return functools.partial(config_dataclass, renamed=renamed)
     from pydantic import ConfigDict, ValidationError
     from pydantic.dataclasses import dataclass as pydantic_dataclass
 
@@ -139,9 +125,16 @@ def config_dataclass(cls: type[T]) -> type[T]:
         cls, config=ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
     )
     init, setattr_ = checked.__init__, checked.__setattr__
+    renamed = dict(renamed or {})
 
     @functools.wraps(init)
     def __init__(self, *args, **kwargs):
+        for old in renamed.keys() & kwargs.keys():
+            new = renamed[old]
+            warnings.warn(f"{cls.__name__}({old}=...) is now {new}=...", DeprecationWarning, stacklevel=2)
+            if new in kwargs:
+                raise ParameterError(f"{cls.__name__}: give {new} or its old name {old}, not both")
+            kwargs[new] = kwargs.pop(old)
         try:
             init(self, *args, **kwargs)
         except ValidationError as exc:
@@ -150,12 +143,49 @@ def config_dataclass(cls: type[T]) -> type[T]:
     @functools.wraps(setattr_)
     def __setattr__(self, name, value):
         try:
-            setattr_(self, name, value)
+            setattr_(self, renamed.get(name, name), value)
         except ValidationError as exc:
             raise parameter_error(exc, checked) from None
 
     checked.__init__, checked.__setattr__ = __init__, __setattr__
+    for old, new in renamed.items():
+        setattr(checked, old, property(lambda self, new=new: getattr(self, new), doc=f"Old name of {new}."))
+    checked.renamed_fields = renamed
     return checked
+
+
+# -- command-line spellings (read by tyro, ignored by pydantic) --------------------------------
+
+
+def cli(*aliases: str, metavar: str | None = None) -> Any:
+    """A field's extra command-line spellings and placeholder, e.g. ``Annotated[Count,
+    cli("--atoms", metavar="K")]`` for ``n_atoms``: ``--n-atoms`` and ``--atoms`` both set it."""
+    import tyro
+
+    return tyro.conf.arg(aliases=aliases or None, metavar=metavar)
+
+
+def comma_separated(parse: Callable[[str], Any], metavar: str) -> Any:
+    """A tuple-valued option given as ``8 16 32`` or ``8,16,32`` (the earlier spelling); an
+    option given no value, or ``none``, is None. ``parse`` converts one element (``int``, ``str``)."""
+    from tyro.constructors import PrimitiveConstructorSpec
+
+    def from_args(args: list[str]) -> tuple | None:
+        parts = [p.strip() for a in args for p in a.split(",") if p.strip()]
+        if not parts or parts == ["none"]:
+            return None
+        try:
+            return tuple(parse(p) for p in parts)
+        except ValueError:
+            raise ValueError(f"expected {metavar}; got {' '.join(args)!r}") from None
+
+    return PrimitiveConstructorSpec(
+        nargs="*",
+        metavar=metavar,
+        instance_from_str=from_args,
+        is_instance=lambda value: value is None or isinstance(value, tuple),
+        str_from_instance=lambda value: ["none"] if value is None else [",".join(map(str, value))],
+    )
 
 
 _BOUND_ERRORS = ("greater_than_equal", "greater_than", "less_than", "less_than_equal")
@@ -252,107 +282,15 @@ def parameter_error(exc: Any, owner: type) -> ParameterError:
     return ParameterError(f"{where} must be {describe(tp, meta)}; got {value!r}")
 
 
-# -- the models' hyperparameters ------------------------------------------------------------
+def choice_or_none(choices: tuple[str, ...], none: str) -> Any:
+    """An optional choice whose None has a name on the command line (``--coder own``)."""
+    from tyro.constructors import PrimitiveConstructorSpec
 
-
-@dataclass(eq=False, repr=False)
-class DBKSVDParams:
-    """Double-Batch K-SVD (docs/algorithm.md)."""
-
-    n_atoms: Count
-    """K, the number of atoms (rows of the dictionary)."""
-    n_nonzero: Count
-    """k, the most atoms per row (1 <= k <= min(K, d))."""
-    _: KW_ONLY
-    coder: Coder = "omp"
-    """The pursuit: omp (exact Batch-OMP: the best reconstructions), mp (matching pursuit with a
-    least-squares refit) or threshold (each row's k atoms with the largest |<x, D_j>|,
-    least-squares coefficients: atoms active where they respond most, easier to describe)."""
-    max_iter: Count = 20
-    """Passes over the data."""
-    batch_size: Count = 65536
-    """Rows per sample batch (one K-SVD iteration each)."""
-    atom_batch_size: Count | None = None
-    """Atoms updated together from one snapshot (default ceil(K / 8))."""
-    update: Literal["power", "svd"] = "power"
-    """Atom update: power (one power step per atom and iteration, approximate K-SVD) or svd (the
-    top singular pair, by power iteration to tolerance; slower)."""
-    init: Literal["data", "random"] = "data"
-    """Initial atoms: data (random distinct rows) or random (random unit vectors)."""
-    replace_unused: bool = True
-    """Replace unused and near-duplicate atoms by the worst-represented rows (never in the last
-    iteration)."""
-    groups: Annotated[tuple[int, ...] | None, CHECKED_WITH_DATA] = None
-    """Matryoshka group sizes adding up to n_atoms, e.g. 256 768 (in Python also (atoms, nonzeros)
-    pairs); every prefix of groups is a dictionary of its own."""
-    preprocessing: Annotated[str, CHECKED_WITH_DATA] = DEFAULT_PREPROCESSING
-    """none, or the steps normalize, center, scale joined by '+'; stored with the model."""
-    tol: Tolerance | None = None
-    """Stop when a pass lowers the mean squared residual by less than this fraction."""
-    coder_tol: Tolerance | None = None
-    """Stop coding a row once ||x - x_hat|| <= coder_tol * ||x||."""
-    random_state: Seed | None = None
-    """Seed; fits are deterministic for a given seed on the CPU."""
-    device: Annotated[str | None, CHECKED_WITH_DATA] = None
-    """cpu, cuda, cuda:N (default: cuda when present)."""
-    verbose: Annotated[int, Ge(0)] | bool = 0
-    """0 silent, 1 a progress bar (iteration, loss, rate, ETA) on stderr."""
-
-
-@dataclass(eq=False, repr=False)
-class FixedDictionaryParams:
-    """A dictionary that is not learned by K-SVD, coded with a pursuit like DB-KSVD's."""
-
-    n_atoms: Count
-    """K, the number of atoms."""
-    n_nonzero: Count
-    """k, the most atoms per row."""
-    _: KW_ONLY
-    coder: Coder = "omp"
-    """The pursuit the atoms are coded with (as for DB-KSVD)."""
-    max_iter: Count = 20
-    """Passes over the data, for a dictionary learned by another method (scikit-learn's)."""
-    preprocessing: Annotated[str, CHECKED_WITH_DATA] = DEFAULT_PREPROCESSING
-    """As for DB-KSVD."""
-    random_state: Seed | None = None
-    """Seed."""
-    device: Annotated[str | None, CHECKED_WITH_DATA] = None
-    """cpu, cuda, cuda:N (default: cuda when present)."""
-    verbose: Annotated[int, Ge(0)] | bool = 0
-    """0 silent, 1 progress."""
-
-
-@dataclass(eq=False, repr=False)
-class SAEParams:
-    """A sparse autoencoder (docs/model-format.md lists the architectures)."""
-
-    architecture: Literal["topk", "batchtopk", "relu", "featurechoice", "mutualchoice"] = "topk"
-    """The activation rule: topk, batchtopk, relu, featurechoice or mutualchoice."""
-    n_atoms: Count = 4096
-    """K latents (decoder rows)."""
-    n_nonzero: Count = 32
-    """The target L0 k."""
-    _: KW_ONLY
-    preprocessing: Annotated[str, CHECKED_WITH_DATA] = DEFAULT_PREPROCESSING
-    """As for DB-KSVD."""
-    lr: Tolerance | None = None
-    """Adam learning rate (default 4e-4 * sqrt(16384 / K), at most 4e-3)."""
-    batch_size: Count = 4096
-    """Rows per optimiser step."""
-    max_epochs: Count = 50
-    """Epochs at most (early stopping on the validation rows)."""
-    patience: Count = 5
-    """Epochs without a better validation loss before the decay starts or training stops."""
-    aux_k: Count | None = None
-    """Dead latents in the auxiliary loss (default min(512, d // 2))."""
-    aux_coef: Tolerance = 1 / 32
-    """Weight of the auxiliary loss."""
-    validation_fraction: Fraction = 0.1
-    """Share of the training rows held out for early stopping when fit gets no X_val (at most
-    16,384 rows)."""
-    random_state: Seed | None = None
-    """Seed."""
-    device: Annotated[str | None, CHECKED_WITH_DATA] = None
-    """cpu, cuda, cuda:N (default: cuda when present)."""
-    verbose: Annotated[int, Ge(0)] | bool = 0
-    """0 silent, 1 a progress bar."""
+    return PrimitiveConstructorSpec(
+        nargs=1,
+        metavar="{" + ",".join((none, *choices)) + "}",
+        instance_from_str=lambda args: None if args[0] == none else args[0],
+        is_instance=lambda value: value is None or value in choices,
+        str_from_instance=lambda value: [none if value is None else value],
+        choices=(none, *choices),
+    )

@@ -1,0 +1,86 @@
+"""``dbksvd compare``: DB-KSVD against SAEs and baselines on one split (docs/metrics.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import tyro
+
+from ..config import CompareConfig, Flag, cli, config_dataclass
+from ._shared import open_input
+
+
+@config_dataclass
+class CompareCommand:
+    """DB-KSVD against SAEs and baselines on one split: table, plots, HTML"""
+
+    input: Annotated[str, tyro.conf.Positional, cli(metavar="INPUT")]
+    """Rows: a store folder or an array file (.npy, .npz, .safetensors)."""
+    out: Annotated[str, cli(metavar="DIR")]
+    """Report folder: report.html, results.{json,csv,md}, plots, split.npz and models/."""
+    comparison: Annotated[CompareConfig, tyro.conf.OmitArgPrefixes, tyro.conf.arg(name="comparison")]
+    """What is compared (dbksvd.config.CompareConfig)."""
+    key: Annotated[str | None, cli(metavar="NAME")] = None
+    """Array name inside a .npz or .safetensors file with several."""
+    space: Annotated[str | None, cli(metavar="SPACE")] = None
+    """Store space to compare on (default: image when the store has one)."""
+    labels: Annotated[str | None, cli(metavar="FILE")] = None
+    """.npy of (n,) labels for probe retention (default: a store's labels, when every row has one)."""
+    explain: Flag = True
+    """Score every method's atom descriptions too, on a store with captions (--no-explain: skip)."""
+    quiet: Flag = False
+    """No progress bars."""
+
+
+CONFIG = CompareCommand
+
+
+def run(cmd: CompareCommand) -> int:
+    import numpy as np
+
+    from ..analysis.compare import markdown_table, run_comparison, split_rows, write_report
+    from ..errors import InputError
+
+    cfg = cmd.comparison
+    X = open_input(cmd.input, cmd.key, cmd.space)
+    labels = None
+    if cmd.labels:
+        labels = np.asarray(open_input(cmd.labels))
+        if labels.ndim != 1:
+            raise InputError(f"--labels must be a 1-D array, got shape {labels.shape}")
+    elif hasattr(X, "store"):
+        found = [r.get("label") for r in X.store.metadata()]
+        labels = np.array(found) if all(v is not None for v in found) else None
+    rows = X.to_numpy() if hasattr(X, "to_numpy") else np.asarray(X)
+    cfg.validate(*rows.shape)
+    split = split_rows(rows.shape[0], cfg.test_fraction, cfg.val_fraction, cfg.random_state)
+    explainer = None
+    if hasattr(X, "store") and cmd.explain:
+        if any(m.get("caption") for m in X.store.metadata()):
+            from ..analysis.explain import ExplainConfig, explain_context, explanation_scores
+
+            print("preparing the atom descriptions (captions, bridge, vocabularies) ...")
+            ctx = explain_context(
+                X.store,
+                X.name,
+                ExplainConfig(random_state=cfg.random_state, baseline=False),
+                split={"describe": split["train"], "select": split["val"], "test": split["test"]},
+                show_progress=not cmd.quiet,
+            )
+            explainer = lambda model: explanation_scores(model, ctx)  # noqa: E731
+        else:
+            print("the store has no captions: no explanation scores")
+    models = {}
+    report = run_comparison(
+        rows,
+        cfg,
+        labels,
+        show_progress=not cmd.quiet,
+        on_model=lambda name, model: models.__setitem__(name, model),
+        split=split,
+        explainer=explainer,
+    )
+    write_report(report, cmd.out, models)
+    print(markdown_table(report["results"]), end="")
+    print(f"wrote {cmd.out}/report.html, results.{{json,csv,md}}, plots and models/")
+    return 0

@@ -1,0 +1,82 @@
+"""``dbksvd embed``: a dataset through an encoder into an on-disk store (docs/store.md)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+from ..config import Count, Flag, cli, config_dataclass
+from . import EXIT_INTERRUPTED
+
+
+@config_dataclass
+class EmbedConfig:
+    """embed a dataset into an on-disk store (resumable)"""
+
+    dataset: Annotated[str, cli(metavar="DATASET")]
+    """emoji, fashion-mnist, folder:PATH or texts:PATH[#column] (.txt, .jsonl, .parquet)."""
+    out: Annotated[str, cli(metavar="DIR")]
+    """Store folder to write; a rerun of the same command resumes or reuses it."""
+    encoder: Annotated[str | None, cli(metavar="ENCODER")] = None
+    """effnet-lite0 (default for images), minilm (default for texts), clip:NAME_OR_PATH,
+    vit:NAME_OR_PATH."""
+    text_encoder: Annotated[str | None, cli(metavar="ENCODER")] = None
+    """Encoder of an image dataset's captions (default: the encoder's own text tower, else
+    minilm); none to skip the captions."""
+    layer: Annotated[int | None, cli(metavar="L")] = None
+    """clip/vit: embed the class token of this hidden layer (negative counts from the end)."""
+    dtype: Literal["float16", "float32"] = "float16"
+    """Dtype of the stored rows."""
+    shard_rows: Annotated[Count, cli(metavar="ROWS")] = 4096
+    """Rows per shard file (a shard is the unit of resumption)."""
+    batch_size: Annotated[Count, cli(metavar="ITEMS")] = 64
+    """Items per encoder call."""
+    device: Annotated[str | None, cli(metavar="DEVICE")] = None
+    """cpu, cuda, cuda:N (default: cuda when present)."""
+    quiet: Flag = False
+    """No progress bar."""
+
+
+CONFIG = EmbedConfig
+
+
+def run(cfg: EmbedConfig) -> int:
+    from ..data.datasets import get_dataset
+    from ..embedding import embed_dataset
+    from ..encoders import get_encoder
+
+    dataset = get_dataset(cfg.dataset)
+    name = cfg.encoder or ("minilm" if dataset.modality == "text" else "effnet-lite0")
+    encoder = get_encoder(name, device=cfg.device, layer=cfg.layer)
+    text_encoder = None
+    if cfg.text_encoder and cfg.text_encoder != "none":
+        text_encoder = get_encoder(cfg.text_encoder, device=cfg.device)
+    try:
+        store = embed_dataset(
+            dataset,
+            cfg.out,
+            encoder,
+            text_encoder=text_encoder,
+            dtype=cfg.dtype,
+            shard_rows=cfg.shard_rows,
+            batch_size=cfg.batch_size,
+            show_progress=not cfg.quiet,
+            captions=cfg.text_encoder != "none",
+        )
+    except KeyboardInterrupt:
+        from ..data.store import is_store, read_manifest
+
+        done = read_manifest(Path(cfg.out))["count"] if is_store(cfg.out) else 0
+        print(
+            f"dbksvd: interrupted; {done} rows are safely in {cfg.out}; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    m = store.manifest
+    spaces = ", ".join(f"{k} {v['dim']}-d ({v['encoder'].get('name')})" for k, v in m["spaces"].items())
+    skipped = sum(m["skipped"].values())
+    print(f"store {cfg.out}: {store.count} rows of {m['dataset'].get('name')}; spaces: {spaces}")
+    if skipped:
+        print(f"skipped {skipped} items: " + ", ".join(f"{c} {r}" for r, c in m["skipped"].items()))
+    return 0

@@ -1,0 +1,88 @@
+"""``dbksvd evaluate``: a model's reconstruction, code and dictionary metrics (docs/metrics.md)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import tyro
+
+from ..config import Flag, cli, config_dataclass
+from ._shared import open_model_and_rows
+
+
+@config_dataclass
+class EvaluateConfig:
+    """reconstruction metrics of a model on an array file or a store"""
+
+    model: Annotated[str, tyro.conf.Positional, cli(metavar="MODEL")]
+    """Model folder (any architecture)."""
+    input: Annotated[str, tyro.conf.Positional, cli(metavar="INPUT")]
+    """Rows to score: a store folder or an array file (.npy, .npz, .safetensors)."""
+    key: Annotated[str | None, cli(metavar="NAME")] = None
+    """Array name inside a .npz or .safetensors file with several."""
+    space: Annotated[str | None, cli(metavar="SPACE")] = None
+    """Store space to score (default: the space the model was fitted on)."""
+    rows: Annotated[str | None, cli(metavar="FILE")] = None
+    """Score only these rows: a .npy of row indices, or FILE.npz#NAME (e.g. a compare report's
+    split.npz#test)."""
+    json: Flag = False
+    """Print the metrics as JSON (and which rows were scored on stderr)."""
+    device: Annotated[str | None, cli(metavar="DEVICE")] = None
+    """cpu, cuda, cuda:N (default: the model's device)."""
+
+
+CONFIG = EvaluateConfig
+
+
+def run(cfg: EvaluateConfig) -> int:
+    from ..analysis.compare import metrics_lines, model_metrics
+
+    model, X = open_model_and_rows(cfg.model, cfg.input, cfg.key, cfg.space, cfg.device)
+    name = X.describe().get("name", cfg.input) if hasattr(X, "describe") else cfg.input
+    if cfg.rows:
+        rows = row_selection(cfg.rows, X.shape[0])
+        X = X.to_numpy()[rows] if hasattr(X, "to_numpy") else X[rows]
+        scored = f"{len(rows)} rows ({cfg.rows}) of {name}"
+    else:
+        trained = (getattr(model, "data_info_", None) or {}).get("store")
+        here = X.describe().get("store") if hasattr(X, "describe") else None
+        note = (
+            "; the model was fitted on rows of this store, so training rows are included"
+            if trained and trained == here
+            else ""
+        )
+        scored = f"all {X.shape[0]} rows of {name}{note} (--rows selects some)"
+    result = model_metrics(model, X)
+    if cfg.json:
+        print(f"scored: {scored}", file=sys.stderr)
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"scored: {scored}")
+        print(metrics_lines(result), end="")
+    return 0
+
+
+def row_selection(spec: str, n: int) -> Any:
+    """Row indices (sorted) from a .npy file or ``FILE.npz#NAME``, checked against ``n`` rows."""
+    import numpy as np
+
+    from ..errors import InputError
+
+    path, _, key = spec.partition("#")
+    try:
+        loaded = np.load(path)
+        rows = loaded[key or next(iter(loaded.files))] if hasattr(loaded, "files") else loaded
+    except (OSError, ValueError, KeyError, StopIteration) as exc:
+        raise InputError(
+            f"--rows {spec}: not a readable array of row indices ({' '.join(str(exc).split())[:80]})"
+        ) from None
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or rows.dtype.kind not in "iu" or rows.size == 0:
+        raise InputError(
+            f"--rows {spec}: expected a non-empty 1-D array of integer row indices, got {rows.dtype} {rows.shape}"
+        )
+    if rows.min() < 0 or rows.max() >= n:
+        raise InputError(f"--rows {spec}: indices must be in [0, {n}); got {rows.min()}..{rows.max()}")
+    return np.sort(rows)
