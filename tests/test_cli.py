@@ -440,3 +440,13 @@ def test_a_command_runs_from_python_with_its_config(data, capsys):
             == 0
         )
         assert load(tmp / "m2").get_params()["random_state"] == 1
+
+
+def test_help_loads_no_numerical_library():
+    """``dbksvd COMMAND --help`` reads the configs only: no numpy, no torch (well under a second)."""
+    from dbksvd.cli import COMMANDS
+
+    modules = ", ".join(f"dbksvd.cli.{module}" for module, _ in COMMANDS.values())
+    code = f"import sys, {modules}; print(sorted({{'numpy', 'torch'}} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr

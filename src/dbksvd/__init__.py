@@ -2,7 +2,7 @@
 
 Layers, lowest first (a module imports only from its own layer and those below):
 
-1. ``config`` (every hyperparameter), ``errors``, ``validation``, ``io``;
+1. ``config`` (every parameter and config, checked), ``errors``, ``validation``, ``io``;
 2. arrays in, arrays out: ``coding`` (the pursuits, :func:`sparse_encode`), ``update`` (atom
    updates), ``ksvd`` (the training loop, :func:`db_ksvd`), ``preprocessing``, ``metrics``,
    ``sources`` (row sources);

@@ -26,29 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .config.params import parse_steps
 from .errors import ModelFormatError, ParameterError
 from .validation import as_matrix
-
-STEPS = ("normalize", "center", "scale")
-DEFAULT = "normalize+center+scale"
-
-
-def parse_steps(spec: Any) -> tuple[str, ...]:
-    """``"normalize+center"``, ``"none"``, ``["center"]`` ... -> steps in canonical order."""
-    if spec is None:
-        return ()
-    if isinstance(spec, str):
-        parts = [p.strip() for p in spec.replace(",", "+").split("+") if p.strip()]
-    else:
-        parts = [str(p) for p in spec]
-    if parts == ["none"] or (not parts and not isinstance(spec, str)):
-        return ()
-    unknown = [p for p in parts if p not in STEPS]
-    if unknown or not parts:
-        raise ParameterError(
-            f"preprocessing {spec!r} is not valid; use 'none' or steps from {', '.join(STEPS)} joined by '+'"
-        )
-    return tuple(s for s in STEPS if s in parts)
 
 
 def steps_name(steps: tuple[str, ...]) -> str:

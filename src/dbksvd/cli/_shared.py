@@ -2,7 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+import tyro
+
+from ..config import Flag
+
+# The options several commands take, each with its help text once.
+InputRows = Annotated[
+    str,
+    tyro.conf.Positional,
+    tyro.conf.arg(metavar="INPUT", help="Rows (n, d): a store folder or an array file (.npy, .npz, .safetensors)."),
+]
+ModelFolder = Annotated[
+    str,
+    tyro.conf.Positional,
+    tyro.conf.arg(metavar="MODEL", help="Model folder of any architecture (dbksvd fit, compare's models/, an SAE)."),
+]
+ArrayKey = Annotated[
+    str | None, tyro.conf.arg(metavar="NAME", help="Array name inside a .npz or .safetensors file with several.")
+]
+Device = Annotated[
+    str | None,
+    tyro.conf.arg(metavar="DEVICE", help="cpu, cuda, cuda:N (default: the model's own, else cuda when present)."),
+]
+Quiet = Annotated[Flag, tyro.conf.arg(help="No progress bars.")]
 
 
 def open_input(path: str, key: str | None = None, space: str | None = None) -> Any:

@@ -7,29 +7,26 @@ from typing import Annotated
 import tyro
 
 from ..config import CompareConfig, Flag, cli, config_dataclass
-from ._shared import open_input
+from ._shared import ArrayKey, InputRows, Quiet, open_input
 
 
 @config_dataclass
 class CompareCommand:
     """DB-KSVD against SAEs and baselines on one split: table, plots, HTML"""
 
-    input: Annotated[str, tyro.conf.Positional, cli(metavar="INPUT")]
-    """Rows: a store folder or an array file (.npy, .npz, .safetensors)."""
+    input: InputRows
     out: Annotated[str, cli(metavar="DIR")]
     """Report folder: report.html, results.{json,csv,md}, plots, split.npz and models/."""
     comparison: Annotated[CompareConfig, tyro.conf.OmitArgPrefixes, tyro.conf.arg(name="comparison")]
     """What is compared (dbksvd.config.CompareConfig)."""
-    key: Annotated[str | None, cli(metavar="NAME")] = None
-    """Array name inside a .npz or .safetensors file with several."""
+    key: ArrayKey = None
     space: Annotated[str | None, cli(metavar="SPACE")] = None
     """Store space to compare on (default: image when the store has one)."""
     labels: Annotated[str | None, cli(metavar="FILE")] = None
     """.npy of (n,) labels for probe retention (default: a store's labels, when every row has one)."""
     explain: Flag = True
     """Score every method's atom descriptions too, on a store with captions (--no-explain: skip)."""
-    quiet: Flag = False
-    """No progress bars."""
+    quiet: Quiet = False
 
 
 CONFIG = CompareCommand

@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from ..config import Count, Flag, cli, config_dataclass
+from ..config import Count, cli, config_dataclass
 from . import EXIT_INTERRUPTED
+from ._shared import Quiet
 
 
 @config_dataclass
@@ -34,8 +35,7 @@ class EmbedConfig:
     """Items per encoder call."""
     device: Annotated[str | None, cli(metavar="DEVICE")] = None
     """cpu, cuda, cuda:N (default: cuda when present)."""
-    quiet: Flag = False
-    """No progress bar."""
+    quiet: Quiet = False
 
 
 CONFIG = EmbedConfig

@@ -5,31 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import tyro
-
 from ..config import Count, cli, config_dataclass
-from ._shared import open_model_and_rows
+from ._shared import ArrayKey, Device, InputRows, ModelFolder, open_model_and_rows
 
 
 @config_dataclass
 class EncodeConfig:
     """sparse-code an array file or a store with a fitted model"""
 
-    model: Annotated[str, tyro.conf.Positional, cli(metavar="MODEL")]
-    """Model folder (any architecture: dbksvd fit, compare's models/, an SAE)."""
-    input: Annotated[str, tyro.conf.Positional, cli(metavar="INPUT")]
-    """Rows to code: a store folder or an array file (.npy, .npz, .safetensors)."""
+    model: ModelFolder
+    input: InputRows
     out: Annotated[str, cli(metavar="FILE")]
     """Codes file to write (.safetensors is added when missing): 'indices' and 'values' (n, k),
     'row_norms' (n,) for a normalizing model."""
-    key: Annotated[str | None, cli(metavar="NAME")] = None
-    """Array name inside a .npz or .safetensors file with several."""
+    key: ArrayKey = None
     space: Annotated[str | None, cli(metavar="SPACE")] = None
     """Store space to code (default: the space the model was fitted on)."""
     batch_size: Annotated[Count | None, cli(metavar="ROWS")] = None
     """Rows coded at once (default: the model's chunk size)."""
-    device: Annotated[str | None, cli(metavar="DEVICE")] = None
-    """cpu, cuda, cuda:N (default: the model's device)."""
+    device: Device = None
 
 
 CONFIG = EncodeConfig

@@ -6,22 +6,17 @@ import json
 import sys
 from typing import Annotated, Any
 
-import tyro
-
 from ..config import Flag, cli, config_dataclass
-from ._shared import open_model_and_rows
+from ._shared import ArrayKey, Device, InputRows, ModelFolder, open_model_and_rows
 
 
 @config_dataclass
 class EvaluateConfig:
     """reconstruction metrics of a model on an array file or a store"""
 
-    model: Annotated[str, tyro.conf.Positional, cli(metavar="MODEL")]
-    """Model folder (any architecture)."""
-    input: Annotated[str, tyro.conf.Positional, cli(metavar="INPUT")]
-    """Rows to score: a store folder or an array file (.npy, .npz, .safetensors)."""
-    key: Annotated[str | None, cli(metavar="NAME")] = None
-    """Array name inside a .npz or .safetensors file with several."""
+    model: ModelFolder
+    input: InputRows
+    key: ArrayKey = None
     space: Annotated[str | None, cli(metavar="SPACE")] = None
     """Store space to score (default: the space the model was fitted on)."""
     rows: Annotated[str | None, cli(metavar="FILE")] = None
@@ -29,8 +24,7 @@ class EvaluateConfig:
     split.npz#test)."""
     json: Flag = False
     """Print the metrics as JSON (and which rows were scored on stderr)."""
-    device: Annotated[str | None, cli(metavar="DEVICE")] = None
-    """cpu, cuda, cuda:N (default: the model's device)."""
+    device: Device = None
 
 
 CONFIG = EvaluateConfig

@@ -9,16 +9,15 @@ from typing import Annotated
 
 import tyro
 
-from ..config import ExplainConfig, Flag, cli, config_dataclass
-from ._shared import open_model
+from ..config import ExplainConfig, cli, config_dataclass
+from ._shared import Device, ModelFolder, Quiet, open_model
 
 
 @config_dataclass
 class ExplainCommand:
     """describe every atom of a model and score the descriptions"""
 
-    model: Annotated[str, tyro.conf.Positional, cli(metavar="MODEL")]
-    """Model folder (DB-KSVD, SAE or baseline)."""
+    model: ModelFolder
     store: Annotated[str, tyro.conf.Positional, cli(metavar="STORE")]
     """Embedding store folder (item ids and captions come from it)."""
     out: Annotated[str, cli(metavar="DIR")]
@@ -29,10 +28,8 @@ class ExplainCommand:
     """How the atoms are described and scored (dbksvd.config.ExplainConfig)."""
     space: Annotated[str | None, cli(metavar="SPACE")] = None
     """Store space of the model's rows (default: the space it was fitted on)."""
-    device: Annotated[str | None, cli(metavar="DEVICE")] = None
-    """cpu, cuda, cuda:N (default: the model's device)."""
-    quiet: Flag = False
-    """No progress bars."""
+    device: Device = None
+    quiet: Quiet = False
 
 
 CONFIG = ExplainCommand

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import tyro
 
-from ..config import Count, Flag, cli, config_dataclass
+from ..config import Count, cli, config_dataclass
+from ._shared import Quiet
 
 
 @config_dataclass
@@ -19,8 +20,7 @@ class ExportSiteConfig:
     """Folder to write (index.html and data/)."""
     max_items: Annotated[Count, cli(metavar="N")] = 20000
     """Items with pages and thumbnails at most (the atoms' top items always have them)."""
-    quiet: Flag = False
-    """No progress bar."""
+    quiet: Quiet = False
 
 
 CONFIG = ExportSiteConfig

@@ -9,27 +9,24 @@ from typing import Annotated
 
 import tyro
 
-from ..config import DBKSVDParams, Flag, cli, config_dataclass
+from ..config import DBKSVDParams, cli, config_dataclass
 from . import EXIT_INTERRUPTED
-from ._shared import open_input
+from ._shared import ArrayKey, InputRows, Quiet, open_input
 
 
 @config_dataclass
 class FitConfig:
     """learn a DB-KSVD dictionary from an array file or a store"""
 
-    input: Annotated[str, tyro.conf.Positional, cli(metavar="INPUT")]
-    """Rows (n, d): a store folder, .npy (memory-mapped), .npz or .safetensors."""
+    input: InputRows
     out: Annotated[str, cli(metavar="DIR")]
     """Model folder to write."""
     model: Annotated[DBKSVDParams, tyro.conf.OmitArgPrefixes, tyro.conf.arg(name="DB-KSVD")]
     """DB-KSVD's hyperparameters (docs/algorithm.md)."""
-    key: Annotated[str | None, cli(metavar="NAME")] = None
-    """Array name inside a .npz or .safetensors file with several."""
+    key: ArrayKey = None
     space: Annotated[str | None, cli(metavar="SPACE")] = None
     """Store space to fit (default: image when the store has one)."""
-    quiet: Flag = False
-    """No progress bar."""
+    quiet: Quiet = False
 
 
 CONFIG = FitConfig

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..errors import ParameterError
 from .checks import Count, Flag, Fraction, Seed, choice_or_none, cli, comma_separated, config_dataclass
-from .params import DEFAULT_PREPROCESSING, SAE_ARCHITECTURES
+from .params import DEFAULT_PREPROCESSING, SAE_ARCHITECTURES, parse_steps
 
 SAE_METHODS = SAE_ARCHITECTURES
 #: ``dbksvd``: DB-KSVD with OMP (the best reconstructions); ``dbksvd-threshold``: with the
@@ -73,8 +73,6 @@ class CompareConfig:
     @field_validator("preprocessing")
     @classmethod
     def _known_steps(cls, value: str) -> str:
-        from ..preprocessing import parse_steps
-
         parse_steps(value)  # a one-line ParameterError names the valid steps
         return value
 

@@ -6,11 +6,12 @@ options from :class:`DBKSVDParams` (the ``cli(...)`` annotations give the short 
 from __future__ import annotations
 
 from dataclasses import KW_ONLY, dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import tyro
 from annotated_types import Ge
 
+from ..errors import ParameterError
 from .checks import CHECKED_WITH_DATA, Count, Fraction, Seed, Tolerance, cli, comma_separated
 
 #: Pursuits a dictionary model trains and codes with (:func:`dbksvd.sparse_encode`); as a
@@ -23,6 +24,26 @@ READINGS = ("omp", "mp", "threshold", "detector")
 SAE_ARCHITECTURES = ("topk", "batchtopk", "relu", "featurechoice", "mutualchoice")
 
 DEFAULT_PREPROCESSING = "normalize+center+scale"
+#: Preprocessing steps, in the order they are applied (dbksvd.preprocessing).
+PREPROCESSING_STEPS = ("normalize", "center", "scale")
+
+
+def parse_steps(spec: Any) -> tuple[str, ...]:
+    """``"normalize+center"``, ``"none"``, ``["center"]`` ... -> steps in canonical order."""
+    if spec is None:
+        return ()
+    if isinstance(spec, str):
+        parts = [p.strip() for p in spec.replace(",", "+").split("+") if p.strip()]
+    else:
+        parts = [str(p) for p in spec]
+    if parts == ["none"] or (not parts and not isinstance(spec, str)):
+        return ()
+    unknown = [p for p in parts if p not in PREPROCESSING_STEPS]
+    if unknown or not parts:
+        raise ParameterError(
+            f"preprocessing {spec!r} is not valid; use 'none' or steps from {', '.join(PREPROCESSING_STEPS)} joined by '+'"
+        )
+    return tuple(s for s in PREPROCESSING_STEPS if s in parts)
 
 
 @dataclass(eq=False, repr=False)

@@ -19,7 +19,7 @@ from .evaluation import model_metrics
 
 
 def make_model(method: str, K: int, k: int, cfg: CompareConfig, n_train: int) -> Any:
-    """The unfitted model of ``method`` (one of :data:`~.config.METHODS`) with K atoms and k
+    """The unfitted model of ``method`` (one of :data:`dbksvd.config.METHODS`) with K atoms and k
     non-zeros, as the comparison trains it (``n_train`` sets the SAE batch size)."""
     from ...models import DBKSVD, SAE, MiniBatchDictionary, RandomDictionary
 
