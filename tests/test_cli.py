@@ -440,6 +440,9 @@ def test_a_command_runs_from_python_with_its_config(data, capsys):
             == 0
         )
         assert load(tmp / "m2").get_params()["random_state"] == 1
+    # without a seed the command line seeds with 0, as before it was generated from DBKSVDParams
+    assert main(["fit", str(tmp / "x.npy"), "--out", str(tmp / "m3"), "--quiet", "--atoms", "50", "--nnz", "3"]) == 0
+    assert load(tmp / "m3").get_params()["random_state"] == 0
 
 
 def test_help_loads_no_numerical_library():

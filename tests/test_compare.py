@@ -125,7 +125,7 @@ def test_a_failing_method_is_reported_and_the_others_run(data, monkeypatch):
     "cfg, labels, words",
     [
         (dict(methods=("dbksvd", "pca")), None, "unknown method 'pca'"),
-        (dict(nnz=(33,)), None, "must be at most K=32"),
+        (dict(n_nonzero=(33,)), None, "must be at most K=32"),
         (dict(), np.zeros(5), "labels have shape"),
     ],
 )

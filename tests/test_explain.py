@@ -110,7 +110,7 @@ def test_planted_flag_atom_is_described_as_flags_and_scores_high(emoji_store, em
     D = model.components_.copy()
     D[0] = u  # the planted atom: the mean direction of every flag emoji
     model.components_ = D.astype(model.components_.dtype)
-    expl = explain(model, emoji_store, config=ExplainConfig(seed=0), show_progress=False)
+    expl = explain(model, emoji_store, config=ExplainConfig(random_state=0), show_progress=False)
     atom = expl.atoms[0]
     assert "flag" in atom["description"].lower(), atom
     assert atom["faithfulness"] > 0.75 and atom["specificity"] >= 0.5, atom

@@ -13,6 +13,9 @@ from ..config import DBKSVDParams, cli, config_dataclass
 from . import EXIT_INTERRUPTED
 from ._shared import ArrayKey, InputRows, Quiet, open_input
 
+#: The command line's defaults: DBKSVDParams' own, but seeded (K and k stay required).
+_SEEDED = DBKSVDParams(tyro.MISSING, tyro.MISSING, random_state=0)
+
 
 @config_dataclass
 class FitConfig:
@@ -21,8 +24,9 @@ class FitConfig:
     input: InputRows
     out: Annotated[str, cli(metavar="DIR")]
     """Model folder to write."""
-    model: Annotated[DBKSVDParams, tyro.conf.OmitArgPrefixes, tyro.conf.arg(name="DB-KSVD")]
-    """DB-KSVD's hyperparameters (docs/algorithm.md)."""
+    model: Annotated[DBKSVDParams, tyro.conf.OmitArgPrefixes, tyro.conf.arg(name="DB-KSVD", default=_SEEDED)]
+    """DB-KSVD's hyperparameters (docs/algorithm.md); on the command line the seed defaults to 0,
+    so that a command reruns to the same dictionary, as it always has."""
     key: ArrayKey = None
     space: Annotated[str | None, cli(metavar="SPACE")] = None
     """Store space to fit (default: image when the store has one)."""

@@ -248,21 +248,22 @@ class RunFolder:
                 self.missing.append(f"held-out metrics of {entry.rel} (metrics.json)")
 
     def _read_heldout(self) -> None:
-        """``metrics.json``: ``{"split", "test_rows", "models": {folder: {metric: number}}}``;
-        a model's value that is not an object is ignored, a metric that is not a number left out."""
+        """``metrics.json``, read through its schema (:class:`~dbksvd.analysis.compare.HeldOutMetrics`,
+        as ``dbksvd demo`` writes it): a damaged file is one problem line and no held-out
+        metrics; a metric that is not a finite number (NaN) is left out of the answers."""
+        from ..analysis.compare.evaluation import read_heldout_metrics
+
         path = self.path / "metrics.json"
         if not path.is_file():
             return
         try:
-            data = json.loads(path.read_text())
-            models = {k: v for k, v in dict(data.get("models", {})).items() if isinstance(v, dict)}
-            self.heldout_split = data.get("split")
-            self.heldout_rows = {int(r) for r in data.get("test_rows", [])}
-        except (ValueError, TypeError, AttributeError, OSError) as exc:
-            self.problems.append(f"metrics.json unreadable ({type(exc).__name__}); held-out metrics not shown")
+            data = read_heldout_metrics(path)
+        except DataFileError as exc:
+            self.problems.append(f"{exc}; held-out metrics not shown")
             return
-        if not isinstance(self.heldout_split, str):
-            self.heldout_split = None
+        self.heldout_split = data["split"]
+        self.heldout_rows = {int(r) for r in data["test_rows"]}
+        models = data["models"]
         self._heldout = {name: {k: v for k, v in m.items() if _is_number(v)} for name, m in models.items()}
         if any(len(self._heldout[name]) < len(m) for name, m in models.items()):
             self.problems.append("metrics.json: values that are not numbers left out")

