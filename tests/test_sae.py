@@ -110,6 +110,28 @@ def test_training_is_deterministic_and_round_trips(split, tmp_path):
     assert float(again.module_.theta) == float(a.module_.theta) > 0
 
 
+@pytest.mark.parametrize("architecture", ["relu", "batchtopk"])
+def test_transform_in_chunks_of_different_widths(architecture):
+    """Rows of a relu/batchtopk SAE use a varying number of latents, so chunks of one
+    transform differ in width: they are padded to one and code as a single chunk does."""
+    from dbksvd.data import make_sparse_problem
+
+    X = make_sparse_problem(400, 12, 24, 3, snr_db=20, random_state=0).X
+    sae = SAE(architecture, 24, 3, batch_size=64, max_epochs=3, random_state=0, device="cpu").fit(X)
+    whole = sae.transform(X)
+    chunked = sae.transform(X, batch_size=7)
+    widths = {int(sae.transform(X[s : s + 7]).indices.shape[1]) for s in range(0, len(X), 7)}
+    assert len(widths) > 1  # the chunks really differ in width
+    assert chunked.shape == whole.shape and chunked.indices.shape[1] == max(widths)
+    # equal per row up to float rounding (matrix products of other shapes)
+    torch.testing.assert_close(chunked.to_dense(), whole.to_dense(), rtol=1e-5, atol=1e-5)
+    assert (chunked.row_norms is None) == (whole.row_norms is None)
+    if whole.row_norms is not None:
+        torch.testing.assert_close(chunked.row_norms, whole.row_norms)
+    assert (chunked.indices >= 0).all() and (chunked.indices < 24).all()  # padding uses valid indices
+    np.testing.assert_allclose(sae.inverse_transform(chunked), sae.inverse_transform(whole), rtol=1e-5, atol=1e-6)
+
+
 def test_sae_bad_input(split):
     train, _ = split
     with pytest.raises(ParameterError, match="unknown SAE architecture"):
