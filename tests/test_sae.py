@@ -132,6 +132,29 @@ def test_transform_in_chunks_of_different_widths(architecture):
     np.testing.assert_allclose(sae.inverse_transform(chunked), sae.inverse_transform(whole), rtol=1e-5, atol=1e-6)
 
 
+def test_no_counted_epoch_gives_null_best_val_nmse(tmp_path):
+    """A ReLU SAE whose L0 never nears k has no best epoch: best_val_nmse is None when fitted,
+    null (valid JSON, not ``Infinity``) in config.json and None again when loaded."""
+    import json
+
+    from dbksvd.data import make_sparse_problem
+
+    X = make_sparse_problem(300, 12, 24, 3, random_state=0).X
+    sae = SAE("relu", 24, 3, max_epochs=1, batch_size=64, random_state=0, device="cpu").fit(X)
+    assert not 0.9 * 3 <= sae.history_[-1]["val_l0"] <= 1.1 * 3  # the epoch did not count
+    assert sae.train_info_["best_val_nmse"] is None
+    sae.train_info_["lr"] = float("inf")  # any non-finite number in the state is written as null
+    sae.save(tmp_path / "m")
+
+    def no_constants(name):
+        raise ValueError(f"not JSON: {name}")
+
+    config = json.loads((tmp_path / "m" / "config.json").read_text(), parse_constant=no_constants)
+    assert config["state"]["best_val_nmse"] is None and config["state"]["lr"] is None
+    again = load_model(tmp_path / "m")
+    assert again.train_info_["best_val_nmse"] is None and again.stopped_ == sae.stopped_
+
+
 def test_sae_bad_input(split):
     train, _ = split
     with pytest.raises(ParameterError, match="unknown SAE architecture"):

@@ -200,7 +200,8 @@ def train_sae(
 ) -> dict[str, Any]:
     """Train ``model`` in place; ``batches(epoch)`` yields training batches (tensors on the
     model's device). Returns the history and why training stopped; the weights are those of
-    the best validation epoch. Raises :class:`FloatingPointError` on a non-finite loss."""
+    the best validation epoch (``best_val_nmse`` None when no epoch counted for early
+    stopping). Raises :class:`FloatingPointError` on a non-finite loss."""
     K, d = model.W_dec.shape
     k = model.k
     steps_per_epoch = max(1, math.ceil(n_train / cfg.batch_size))
@@ -304,7 +305,10 @@ def train_sae(
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return {"history": history, "stopped": stop, "best_val_nmse": best, "lr": lr, "steps": step}
+    # None (JSON null) when no epoch counted, e.g. a ReLU SAE whose L0 never came near k: the
+    # same value in memory, in config.json and after loading (inf is not JSON)
+    best_val = best if math.isfinite(best) else None
+    return {"history": history, "stopped": stop, "best_val_nmse": best_val, "lr": lr, "steps": step}
 
 
 @torch.no_grad()
