@@ -38,8 +38,7 @@ import numpy as np
 
 from ...data.splits import permutation_split
 from ...errors import InputError, ModelFormatError, ParameterError
-from ...metrics import recall_at_k
-from .describe import unit_rows
+from ...metrics import recall_at_k, unit_rows
 
 BRIDGE_KINDS = ("ridge", "cca", "auto")
 #: Fewest image-caption pairs :func:`fit_bridge` accepts.

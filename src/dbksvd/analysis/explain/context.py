@@ -11,8 +11,9 @@ import numpy as np
 
 from ...data.splits import as_describe_select_test, split_rows
 from ...errors import MissingDependencyError
+from ...metrics import unit_rows
 from .config import DEFAULT_TEXT_ENCODER, ExplainConfig
-from .describe import CaptionTerms, unit_rows
+from .describe import CaptionTerms
 from .text import SharedSpace, TextSide
 
 
