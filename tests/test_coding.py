@@ -137,6 +137,18 @@ def test_sparse_codes_views_agree(rng):
     np.testing.assert_allclose(both.reconstruct(np.vstack([D, D])).numpy(), 2 * dense @ D, atol=1e-12)
 
 
+def test_vstack_pads_blocks_of_different_widths():
+    wide = SparseCodes(torch.tensor([[0, 2, 4], [1, 3, 0]]), torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 0.0]]), 5)
+    narrow = SparseCodes(torch.tensor([[3], [2]]), torch.tensor([[6.0], [7.0]]), 5)
+    for parts in ([wide, narrow], [narrow, wide]):
+        out = SparseCodes.vstack(parts)
+        assert out.indices.shape == (4, 3)
+        torch.testing.assert_close(out.to_dense(), torch.cat([p.to_dense() for p in parts]))
+    padded = SparseCodes.vstack([wide, narrow])
+    # unused slots: value 0 at the row's first index (valid), as the pursuit kernels pad
+    assert padded.indices[2:, 1:].tolist() == [[3, 3], [2, 2]] and not padded.values[2:, 1:].any()
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     n=st.integers(1, 12),

@@ -173,3 +173,14 @@ def test_probe_retention_by_hand():
     assert flipped["probe_accuracy_reconstructed"] == 0.0 and flipped["probe_retention"] == 0.0
     # an accuracy of 0 on the originals leaves the retention undefined
     assert math.isnan(metrics.probe_retention(predict, -X_test, X_test, y_test)["probe_retention"])
+
+
+def test_unit_rows():
+    A = np.array([[3, 4], [0, 0], [1e-10, 0]])  # a zero row stays zero, a tiny row is scaled up
+    U = metrics.unit_rows(A)
+    assert U.dtype == np.float64
+    np.testing.assert_allclose(U, [[0.6, 0.8], [0, 0], [1, 0]])
+    assert metrics.unit_rows(A.astype(np.float32)).dtype == np.float32
+    U32 = metrics.unit_rows(A, np.float32)
+    assert U32.dtype == np.float32 and np.isfinite(U32).all()
+    np.testing.assert_allclose(np.linalg.norm(U32[[0, 2]], axis=1), 1, rtol=1e-6)

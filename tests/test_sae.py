@@ -110,6 +110,51 @@ def test_training_is_deterministic_and_round_trips(split, tmp_path):
     assert float(again.module_.theta) == float(a.module_.theta) > 0
 
 
+@pytest.mark.parametrize("architecture", ["relu", "batchtopk"])
+def test_transform_in_chunks_of_different_widths(architecture):
+    """Rows of a relu/batchtopk SAE use a varying number of latents, so chunks of one
+    transform differ in width: they are padded to one and code as a single chunk does."""
+    from dbksvd.data import make_sparse_problem
+
+    X = make_sparse_problem(400, 12, 24, 3, snr_db=20, random_state=0).X
+    sae = SAE(architecture, 24, 3, batch_size=64, max_epochs=3, random_state=0, device="cpu").fit(X)
+    whole = sae.transform(X)
+    chunked = sae.transform(X, batch_size=7)
+    widths = {int(sae.transform(X[s : s + 7]).indices.shape[1]) for s in range(0, len(X), 7)}
+    assert len(widths) > 1  # the chunks really differ in width
+    assert chunked.shape == whole.shape and chunked.indices.shape[1] == max(widths)
+    # equal per row up to float rounding (matrix products of other shapes)
+    torch.testing.assert_close(chunked.to_dense(), whole.to_dense(), rtol=1e-5, atol=1e-5)
+    assert (chunked.row_norms is None) == (whole.row_norms is None)
+    if whole.row_norms is not None:
+        torch.testing.assert_close(chunked.row_norms, whole.row_norms)
+    assert (chunked.indices >= 0).all() and (chunked.indices < 24).all()  # padding uses valid indices
+    np.testing.assert_allclose(sae.inverse_transform(chunked), sae.inverse_transform(whole), rtol=1e-5, atol=1e-6)
+
+
+def test_no_counted_epoch_gives_null_best_val_nmse(tmp_path):
+    """A ReLU SAE whose L0 never nears k has no best epoch: best_val_nmse is None when fitted,
+    null (valid JSON, not ``Infinity``) in config.json and None again when loaded."""
+    import json
+
+    from dbksvd.data import make_sparse_problem
+
+    X = make_sparse_problem(300, 12, 24, 3, random_state=0).X
+    sae = SAE("relu", 24, 3, max_epochs=1, batch_size=64, random_state=0, device="cpu").fit(X)
+    assert not 0.9 * 3 <= sae.history_[-1]["val_l0"] <= 1.1 * 3  # the epoch did not count
+    assert sae.train_info_["best_val_nmse"] is None
+    sae.train_info_["lr"] = float("inf")  # any non-finite number in the state is written as null
+    sae.save(tmp_path / "m")
+
+    def no_constants(name):
+        raise ValueError(f"not JSON: {name}")
+
+    config = json.loads((tmp_path / "m" / "config.json").read_text(), parse_constant=no_constants)
+    assert config["state"]["best_val_nmse"] is None and config["state"]["lr"] is None
+    again = load_model(tmp_path / "m")
+    assert again.train_info_["best_val_nmse"] is None and again.stopped_ == sae.stopped_
+
+
 def test_sae_bad_input(split):
     train, _ = split
     with pytest.raises(ParameterError, match="unknown SAE architecture"):

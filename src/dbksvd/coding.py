@@ -149,9 +149,23 @@ class SparseCodes:
 
     @classmethod
     def vstack(cls, parts: list[SparseCodes]) -> SparseCodes:
-        """Codes of consecutive row blocks (same dictionary) as one set of codes."""
+        """Codes of consecutive row blocks (same dictionary) as one set of codes. Blocks may
+        differ in width (e.g. an SAE whose rows use a varying number of latents): narrower
+        ones are padded with unused slots (value 0, index the row's first, as the pursuit
+        kernels pad)."""
         norms = None if parts[0].row_norms is None else torch.cat([p.row_norms for p in parts])
-        return cls(torch.cat([p.indices for p in parts]), torch.cat([p.values for p in parts]), parts[0].n_atoms, norms)
+        width = max(p.indices.shape[1] for p in parts)
+        idx, val = [], []
+        for p in parts:
+            extra = width - p.indices.shape[1]
+            if extra == 0:
+                idx.append(p.indices)
+                val.append(p.values)
+                continue
+            fill = p.indices[:, :1] if p.indices.shape[1] else p.indices.new_zeros((len(p), 1))
+            idx.append(torch.cat([p.indices, fill.expand(-1, extra)], dim=1))
+            val.append(torch.cat([p.values, p.values.new_zeros((len(p), extra))], dim=1))
+        return cls(torch.cat(idx), torch.cat(val), parts[0].n_atoms, norms)
 
 
 #: Up to this many rows, ``backend="auto"`` codes with torch on the CPU too.

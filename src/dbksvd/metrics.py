@@ -183,6 +183,16 @@ def probe_retention(predict: Any, X_test: Any, X_test_hat: Any, y_test: Any) -> 
 # -- explanations (docs/metrics.md, "Explanation scores") -------------------------------
 
 
+def unit_rows(A: Any, dtype: Any = None) -> np.ndarray:
+    """Rows of ``A`` scaled to unit norm, for cosine similarities; an all-zero row stays zero.
+    ``dtype``: of the result (default: float32 and float64 kept, anything else as float64)."""
+    A = np.asarray(A) if dtype is None else np.asarray(A, dtype=dtype)
+    if A.dtype not in (np.float32, np.float64):
+        A = A.astype(np.float64)
+    norms = np.linalg.norm(A, axis=-1, keepdims=True)
+    return A / np.where(norms > 0, norms, 1).astype(A.dtype)
+
+
 def faithfulness(similarity: Any, active: Any) -> np.ndarray:
     """Faithfulness per described atom: the AUROC of ``similarity`` for separating the items
     where the atom is active with the described sign from the others (0.5 = chance).

@@ -28,7 +28,8 @@ from ..preprocessing import Preprocessor
 class ModelConfig(BaseModel):
     """``config.json`` of a model folder: written by :func:`write_model`, read by :func:`read_model`."""
 
-    model_config = ConfigDict(extra="forbid")
+    # inf and NaN (not JSON) are written as null, read back as None
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
 
     format: Literal["dbksvd-model"] = "dbksvd-model"
     format_version: Annotated[int, Field(ge=1)]

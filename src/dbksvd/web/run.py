@@ -23,6 +23,7 @@ import numpy as np
 
 from .._lazy import locked_cached_property
 from ..errors import DbksvdError, InputError, NotFoundError, ParameterError
+from ..metrics import unit_rows
 from . import queries
 from .run_folder import ModelEntry, RunFolder
 
@@ -35,12 +36,6 @@ MAX_IMAGE_PIXELS = 4096 * 4096  # an uploaded image once decoded (decompression 
 UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 #: Uploads decoded and encoded at once (each may hold a 16.7-megapixel image in memory).
 _UPLOAD_SLOTS = threading.BoundedSemaphore(2)
-
-
-def _unit_rows(X: np.ndarray) -> np.ndarray:
-    """(n, d) float32 rows scaled to unit norm (zero rows stay zero)."""
-    X = np.asarray(X, dtype=np.float32)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
 
 @dataclass
@@ -238,7 +233,7 @@ class Run(RunFolder):
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """(len(texts), t) unit float32 text embeddings."""
-        return _unit_rows(self.text_encoder.encode_texts(texts))
+        return unit_rows(self.text_encoder.encode_texts(texts), np.float32)
 
     def _embed_query(self, q: str) -> np.ndarray:
         """The (t,) unit text embedding of a query (``query_vector`` keeps the last 1,024)."""
@@ -250,7 +245,7 @@ class Run(RunFolder):
         fits in memory."""
         if not self.has_space("text") or self.store.count > MAX_ROWS_IN_MEMORY:
             return None
-        return _unit_rows(self.store.space("text").to_numpy())
+        return unit_rows(self.store.space("text").to_numpy(), np.float32)
 
     # -- thumbnails ---------------------------------------------------------------------------
 

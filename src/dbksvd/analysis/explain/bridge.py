@@ -39,8 +39,7 @@ import numpy as np
 from ...config import BRIDGE_KINDS
 from ...data.splits import permutation_split
 from ...errors import InputError, ModelFormatError, ParameterError
-from ...metrics import recall_at_k
-from .describe import unit_rows
+from ...metrics import recall_at_k, unit_rows
 
 #: Fewest image-caption pairs :func:`fit_bridge` accepts.
 MIN_PAIRS = 10

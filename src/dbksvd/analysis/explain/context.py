@@ -12,7 +12,8 @@ import numpy as np
 from ...config import DEFAULT_TEXT_ENCODER, ExplainConfig
 from ...data.splits import as_describe_select_test, split_rows
 from ...errors import MissingDependencyError
-from .describe import CaptionTerms, unit_rows
+from ...metrics import unit_rows
+from .describe import CaptionTerms
 from .text import SharedSpace, TextSide
 
 

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 import torch
 
 from ... import metrics
+from ...metrics import unit_rows
 from .evidence import SIGN
 
 if TYPE_CHECKING:
@@ -180,18 +181,8 @@ class CaptionTerms:
         return out
 
 
-def unit_rows(A: Any) -> np.ndarray:
-    """Rows of ``A`` scaled to unit norm (float32 and float64 kept, anything else as float64);
-    an all-zero row stays zero."""
-    A = np.asarray(A)
-    if A.dtype not in (np.float32, np.float64):
-        A = A.astype(np.float64)
-    norms = np.linalg.norm(A, axis=-1, keepdims=True)
-    return A / np.where(norms > 0, norms, 1).astype(A.dtype)
-
-
 def _unit(X: Any) -> torch.Tensor:
-    return torch.as_tensor(unit_rows(np.asarray(X, dtype=np.float32)))
+    return torch.as_tensor(unit_rows(X, np.float32))
 
 
 def nearest_entries(

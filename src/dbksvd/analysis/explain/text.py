@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ...io import atomic_path
-from .describe import unit_rows
+from ...metrics import unit_rows
 
 
 class TextSide:
