@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..analysis.explain.schema import AtomRecord, NearAtom
 from .queries import SORT_KEYS
 
 Side = Literal["+", "-"]
@@ -155,61 +156,22 @@ class GalleryPage(Schema):
     atoms: list[AtomCard]
 
 
-class TopItem(Schema):
-    row: int = Field(description="store row")
-    id: str
-    caption: str | None
-    coef: float
+class NearestAtom(NearAtom):
+    """A nearest atom (:class:`~dbksvd.analysis.explain.schema.NearAtom`) with its description."""
 
-
-class Alternative(Schema):
-    description: str
-    source: str
-    faithfulness: float | None
-    specificity: float | None
-
-
-class OtherSide(Schema):
-    side: Side
-    description: str
-    source: str
-    faithfulness: float | None
-
-
-class Histogram(Schema):
-    max: float
-    counts: list[int] = Field(description="non-zero coefficients in 21 equal bins over [-max, max]")
-
-
-class NearestAtom(Schema):
-    atom: int
-    cosine: float = Field(description="signed cosine of the two atoms")
     description: str | None
 
 
-class AtomAnswer(Schema):
-    """An atom's record (docs/explain.md, atoms.jsonl) with its nearest atoms' descriptions."""
+class AtomAnswer(AtomRecord):
+    """An atom's record (docs/explain.md, atoms.jsonl: :class:`~dbksvd.analysis.explain.schema.AtomRecord`,
+    whose fields it reuses) with its nearest atoms' descriptions, the model and its size."""
 
-    atom: int
-    side: Side | None
-    description: str | None
-    source: str | None
-    faithfulness: float | None
-    specificity: float | None
-    alternatives: list[Alternative]
-    other_side: OtherSide | None
-    note: str | None
-    usage: float
-    count_positive: int
-    count_negative: int
-    mean_positive: float = Field(description="mean |coefficient| of the positive coefficients")
-    mean_negative: float
-    top_positive: list[TopItem]
-    top_negative: list[TopItem]
-    histogram: Histogram
     nearest: list[NearestAtom]
+    """The atoms nearest this one, by |cosine|, with their descriptions."""
     model: str
+    """The model's id."""
     n_atoms: int
+    """K, the model's dictionary size."""
 
 
 # -- items -----------------------------------------------------------------------------------
