@@ -13,12 +13,15 @@ behind.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
+
+from ..errors import DbksvdError, UsageError
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -57,8 +60,6 @@ def overview() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``dbksvd ARGV``; returns the exit status."""
-    from ..errors import DbksvdError
-
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         if not args or args[0] in ("-h", "--help"):
@@ -70,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"dbksvd {__version__}")
             return 0
         if args[0] not in COMMANDS:
-            raise _usage(f"unknown command {args[0]!r}; the commands are {', '.join(COMMANDS)}")
+            raise UsageError(f"unknown command {args[0]!r}; the commands are {', '.join(COMMANDS)}")
         module = importlib.import_module(f"{__name__}.{COMMANDS[args[0]][0]}")
         config = parse(module.CONFIG, args[1:], prog=f"dbksvd {args[0]}")
         return module.run(config)
@@ -98,14 +99,13 @@ def parse(config: type, args: Sequence[str], prog: str) -> Any:
 
     try:
         from tyro import _errors  # pinned in pyproject: a private hook, the one tyro offers
+
+        one_line = _errors.on_parse_error(lambda event: _raise_usage_error(event, prog))
     except ImportError:  # a newer tyro without it prints its own report and exits 2
-        _errors = None
+        one_line = contextlib.nullcontext()
     _join_docstring_lines()
-    markers = (tyro.conf.FlagCreatePairsOff,)
-    if _errors is None:
-        return tyro.cli(config, args=list(args), prog=prog, config=markers)
-    with _errors.on_parse_error(lambda event: _raise_usage_error(event, prog)):
-        return tyro.cli(config, args=list(args), prog=prog, config=markers)
+    with one_line:
+        return tyro.cli(config, args=list(args), prog=prog, config=(tyro.conf.FlagCreatePairsOff,))
 
 
 @functools.cache
@@ -120,12 +120,6 @@ def _join_docstring_lines() -> None:
     join = getattr(_strings, "remove_single_line_breaks", None)
     if join is not None:
         _strings.remove_single_line_breaks = lambda text: join(inspect.cleandoc(text))
-
-
-def _usage(message: str) -> Exception:
-    from ..errors import UsageError
-
-    return UsageError(message)
 
 
 def _flag(argument: Any) -> str:
@@ -152,23 +146,23 @@ def _raise_usage_error(event: Any, prog: str) -> NoReturn:
     if isinstance(event, e.MissingArgs):
         names = [_flag(a.arg) for a in event.missing_arguments]
         listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-        raise _usage(f"{prog}: {listed} {'is' if len(names) == 1 else 'are'} required{hint}")
+        raise UsageError(f"{prog}: {listed} {'is' if len(names) == 1 else 'are'} required{hint}")
     if isinstance(event, e.InvalidChoice):
         choices = ", ".join(event.choices)
-        raise _usage(f"{prog}: {_flag(event.argument)}: unknown value {event.value!r}; choose one of {choices}")
+        raise UsageError(f"{prog}: {_flag(event.argument)}: unknown value {event.value!r}; choose one of {choices}")
     if isinstance(event, e.UnrecognizedArgs):
-        raise _usage(f"{prog}: unrecognized arguments: {' '.join(event.tokens)}{hint}")
+        raise UsageError(f"{prog}: unrecognized arguments: {' '.join(event.tokens)}{hint}")
     if isinstance(event, e.BadValue):
         what = "takes no value" if event.offending_value is not None else "needs a value"
-        raise _usage(f"{prog}: {_flag(event.argument)} {what}")
+        raise UsageError(f"{prog}: {_flag(event.argument)} {what}")
     if isinstance(event, e.InstantiationFailure):
         message = " ".join(str(event.message).split())
         for python, plain in _CONVERSION_ERRORS:  # also inside tyro's report on an X | None option
             found = re.search(python, message)
             message = found.expand(plain) if found else message
         if event.argument is not None:
-            raise _usage(f"{prog}: {_flag(event.argument)}: {message}")
+            raise UsageError(f"{prog}: {_flag(event.argument)}: {message}")
         # a config's own check names the field (``CompareConfig.n_nonzero[1] must be ...``): say the option
         message = re.sub(r"^[A-Z]\w*\.(\w+)", lambda m: "--" + m.group(1).replace("_", "-"), message)
-        raise _usage(f"{prog}: {message}")
-    raise _usage(f"{prog}: invalid arguments{hint}")
+        raise UsageError(f"{prog}: {message}")
+    raise UsageError(f"{prog}: invalid arguments{hint}")

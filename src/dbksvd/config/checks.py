@@ -91,8 +91,6 @@ def _strict_hint(hint: Any) -> Any:
     import types
     import typing
 
-    from pydantic import AllowInfNan, BeforeValidator, Strict
-
     origin = typing.get_origin(hint)
     if origin is Annotated:
         base, *meta = typing.get_args(hint)
