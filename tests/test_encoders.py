@@ -210,8 +210,10 @@ def test_minilm_inputs(minilm):
         minilm.encode_texts("one string")
     with pytest.raises(InputError, match="no image tower"):
         minilm.encode_images([])
-    with pytest.raises(ParameterError, match="layer"):
-        get_encoder("minilm", layer=1)
+    with pytest.raises(ParameterError, match="7 hidden states"):
+        get_encoder("minilm", layer=7)  # the residual stream has layers 0..6
+    with pytest.raises(ParameterError, match="layer does not apply to effnet-lite0"):
+        get_encoder("effnet-lite0", layer=1)
     spec = minilm.spec()
     assert spec["dims"] == {"text": 384} and spec["output"] == "mean_pooled"
 

@@ -43,7 +43,12 @@ def test_round_trip_and_row_access(tmp_path):
     store = EmbeddingStore(tmp_path / "s")
     assert store.count == 350 and store.spaces == ["image", "text"] and store.default_space() == "image"
     m = store.manifest
-    assert m["format_version"] == 1 and m["preprocessing"] == {"kind": "none"} and m["complete"]
+    assert (
+        m["format_version"] == 2
+        and m["granularity"] == "item"
+        and m["preprocessing"] == {"kind": "none"}
+        and m["complete"]
+    )
     assert m["spaces"]["image"] == {"encoder": {"name": "enc-a"}, "dim": 6, "dtype": "float32"}
     assert sorted(p.name for p in (tmp_path / "s" / "image").iterdir()) == [f"shard-0000{i}.npy" for i in range(4)]
     img = store.space("image")

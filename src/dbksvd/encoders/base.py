@@ -67,6 +67,9 @@ class Encoder(abc.ABC):
 
     name: str
     modalities: tuple[str, ...]
+    #: What one output row can be: ``item`` (one per image or text), ``token`` (one per token,
+    #: :meth:`encode_tokens`), ``patch`` (one per patch or feature-map position, :meth:`encode_patches`).
+    granularities: tuple[str, ...] = ("item",)
     default_batch_size: int = 32
 
     def __init__(self, *, batch_size: int | None = None):
@@ -118,11 +121,7 @@ class Encoder(abc.ABC):
         image becomes RGB, with transparent pixels composited on white (see :func:`to_rgb`). Returns ``(n, dim("image"))`` float32, and a
         ``(0, dim("image"))`` array for an empty sequence.
         """
-        self._require("image")
-        items = _as_list(images, "images")
-        for i, item in enumerate(items):
-            if not isinstance(item, (str, os.PathLike)) and not _is_pil_image(item):
-                raise InputError(f"images[{i}] is a {type(item).__name__}; expected a PIL.Image or a file path")
+        items = self._image_list(images)
 
         def embed(batch: list) -> np.ndarray:  # files are opened one batch at a time
             return self._embed_images([to_rgb(x) for x in batch])
@@ -140,10 +139,57 @@ class Encoder(abc.ABC):
                 raise InputError(f"texts[{i}] is a {type(item).__name__}; expected str")
         return self._run(items, "text", batch_size, progress, self._embed_texts)
 
+    def encode_tokens(self, texts: Sequence[str], *, batch_size: int | None = None):
+        """The activations at every token of ``texts`` (:class:`~dbksvd.encoders.activations.TokenRows`);
+        text transformers only (``minilm --layer L``, ``hf:``)."""
+        raise self._no_granularity("token")
+
+    def encode_patches(self, images: Sequence, *, class_token: bool = False, batch_size: int | None = None):
+        """The activations at every patch of ``images`` (:class:`~dbksvd.encoders.activations.PatchRows`):
+        patch tokens of a vision transformer (``clip:``/``vit:``, ``class_token`` first when
+        asked) or the positions of a CNN's last feature map (``effnet-lite0``)."""
+        if "patch" not in self.granularities:
+            raise self._no_granularity("patch")
+        from .activations import PatchRows
+
+        items = self._image_list(images)
+        bs = check_batch_size(batch_size, self.batch_size)
+        parts = []
+        for start in range(0, len(items), bs):
+            part = self._patches([to_rgb(x) for x in items[start : start + bs]], class_token)
+            part.item += start
+            parts.append(part)
+        if not parts:
+            raise InputError("images is empty")
+        return PatchRows(*(np.concatenate([getattr(p, f) for p in parts]) for f in PatchRows.__dataclass_fields__))
+
+    def _patches(self, images: list, class_token: bool):
+        """One batch of RGB images -> PatchRows (encoders with ``patch`` in granularities)."""
+        raise self._no_granularity("patch")
+
+    def _no_granularity(self, granularity: str) -> InputError:
+        if granularity == "token":
+            return InputError(
+                f"{self.name} does not give token activations; --tokens applies to text transformers "
+                "(minilm --layer L, hf:NAME_OR_PATH)"
+            )
+        return InputError(
+            f"{self.name} does not give patch activations; --patches applies to image encoders "
+            "(effnet-lite0, clip:NAME, vit:NAME)"
+        )
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _image_list(self, images: Sequence) -> list:
+        self._require("image")
+        items = _as_list(images, "images")
+        for i, item in enumerate(items):
+            if not isinstance(item, (str, os.PathLike)) and not _is_pil_image(item):
+                raise InputError(f"images[{i}] is a {type(item).__name__}; expected a PIL.Image or a file path")
+        return items
 
     def _require(self, modality: str) -> None:
         if modality not in self.modalities:

@@ -31,7 +31,8 @@ from .base import ClassifierHead, Encoder, cache_dir, missing, versions
 
 IMAGE_SIZE = 224
 DIM = 1280
-_EXPORT_VERSION = 1  # bump when the exported wrapper changes
+GRID = 7  # the last feature map is GRID x GRID positions of DIM channels
+_EXPORT_VERSION = 2  # bump when the exported wrapper changes
 _BACKENDS = ("auto", "onnx", "torch")
 
 
@@ -52,15 +53,17 @@ def preprocess(image) -> np.ndarray:
 
 
 class _FeaturesAndLogits(torch.nn.Module):
-    """``(n, 3, 224, 224)`` -> ``(features (n, 1280), logits (n, 1000))``."""
+    """``(n, 3, 224, 224)`` -> ``(features (n, 1280), logits (n, 1000), feature map (n, 1280, 7, 7))``;
+    the features are the feature map's mean over its positions."""
 
     def __init__(self, net: torch.nn.Module):
         super().__init__()
         self.net = net
 
     def forward(self, pixels: torch.Tensor):
-        features = self.net.extract_features(pixels).mean(dim=(2, 3))
-        return features, self.net._fc(features)
+        feature_map = self.net.extract_features(pixels)
+        features = feature_map.mean(dim=(2, 3))
+        return features, self.net._fc(features), feature_map
 
 
 class EffNetLite0Encoder(Encoder):
@@ -77,6 +80,7 @@ class EffNetLite0Encoder(Encoder):
 
     name = "effnet-lite0"
     modalities = ("image",)
+    granularities = ("item", "patch")
     default_batch_size = 32
 
     def __init__(self, *, device: Any = None, batch_size: int | None = None, backend: str = "auto"):
@@ -144,15 +148,33 @@ class EffNetLite0Encoder(Encoder):
 
     # -- running the network -----------------------------------------------------------
 
+    def patch_spec(self, class_token: bool = False) -> dict[str, Any]:
+        """The spec of per-position rows: the last feature map, one 1280-d row per position."""
+        if class_token:
+            raise InputError("effnet-lite0 has no class token; its patches are the positions of its last feature map")
+        return {**self.spec(), "output": "feature_map", "grid": [GRID, GRID], "class_token": False}
+
     def _embed_images(self, images: list) -> np.ndarray:
+        return self._run_net(images, "features")
+
+    def _patches(self, images: list, class_token: bool):
+        from .activations import PatchRows
+
+        if class_token:
+            raise InputError("effnet-lite0 has no class token; its patches are the positions of its last feature map")
+        fmap = self._run_net(images, "feature_map")  # (n, 1280, 7, 7)
+        return PatchRows.from_grid(fmap.reshape(fmap.shape[0], DIM, -1).transpose(0, 2, 1), GRID)
+
+    def _run_net(self, images: list, output: str) -> np.ndarray:
+        """One output of the network (``features`` or ``feature_map``) for RGB images, float32."""
         pixels = np.stack([preprocess(im) for im in images])
         if self.backend == "onnx":
             session = self._onnx_session()
             if session is not None:
-                return session.run(["features"], {"pixels": pixels})[0]
+                return session.run([output], {"pixels": pixels})[0]
         with torch.inference_mode():
-            features, _ = self._torch_net()(torch.from_numpy(pixels).to(self.device))
-        return features.float().cpu().numpy()
+            features, _, fmap = self._torch_net()(torch.from_numpy(pixels).to(self.device))
+        return (features if output == "features" else fmap).float().cpu().numpy()
 
     def _torch_net(self) -> _FeaturesAndLogits:
         if self._net is None:
@@ -211,8 +233,13 @@ class EffNetLite0Encoder(Encoder):
                     (torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE),),
                     tmp,
                     input_names=["pixels"],
-                    output_names=["features", "logits"],
-                    dynamic_axes={"pixels": {0: "n"}, "features": {0: "n"}, "logits": {0: "n"}},
+                    output_names=["features", "logits", "feature_map"],
+                    dynamic_axes={
+                        "pixels": {0: "n"},
+                        "features": {0: "n"},
+                        "logits": {0: "n"},
+                        "feature_map": {0: "n"},
+                    },
                     opset_version=17,
                     dynamo=False,
                 )
