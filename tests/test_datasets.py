@@ -9,7 +9,7 @@ import unicodedata
 
 import numpy as np
 import pytest
-from needs import FASHION, FONT, needs_fashion, needs_font
+from needs import FASHION, FONT, needs_fashion, needs_font, needs_wordnet
 from PIL import Image
 
 from dbksvd.data.datasets import (
@@ -20,6 +20,7 @@ from dbksvd.data.datasets import (
     Item,
     SkipItem,
     TextsDataset,
+    WordNetGlosses,
     dataset_from_spec,
     fashion_mnist,
     get_dataset,
@@ -436,7 +437,7 @@ def test_texts_errors(tmp_path):
 
 
 def test_get_dataset(tmp_path, picture_folder):
-    assert DATASET_NAMES == ("emoji", "fashion-mnist", "folder:PATH", "texts:PATH")
+    assert DATASET_NAMES == ("emoji", "fashion-mnist", "folder:PATH", "texts:PATH", "wordnet-glosses")
     for bad in ("mnist", "emoji:x", "folder:", "texts", "", "FOLDER:/tmp"):
         with pytest.raises(ParameterError, match="emoji, fashion-mnist, folder:PATH, texts:PATH"):
             get_dataset(bad)
@@ -498,7 +499,8 @@ def test_dataset_from_spec_refuses_unknown_names():
 
 
 def test_a_family_registers_its_name_once():
-    assert tuple(cls.spec_form for cls in (EmojiDataset, FashionMNIST, FolderDataset, TextsDataset)) == DATASET_NAMES
+    families = (EmojiDataset, FashionMNIST, FolderDataset, TextsDataset, WordNetGlosses)
+    assert tuple(cls.spec_form or cls.name for cls in families) == DATASET_NAMES
     with pytest.raises(ValueError, match="already registered"):
         register_dataset(type("Again", (TextsDataset,), {}))
 
@@ -509,3 +511,16 @@ def test_item_and_skip_item():
     with pytest.raises(dataclasses.FrozenInstanceError):
         item.id = "y"
     assert str(SkipItem("unreadable image: bad")) == "unreadable image: bad"
+
+
+@needs_wordnet
+def test_wordnet_glosses():
+    full = get_dataset("wordnet-glosses")
+    assert len(full) > 80000 and full.modality == "text"
+    first = next(full.items())
+    assert first.id == "entity.n.00001740" and first.caption.startswith("that which is perceived")
+    assert full.load(first) == first.caption and first.source == "data.noun:00001740"
+    some = get_dataset("wordnet-glosses", limit=50)
+    assert len(some) == 50 and dataset_from_spec(some.spec()).spec() == some.spec()
+    with pytest.raises(MissingDependencyError, match="wordnet-base"):
+        WordNetGlosses(root="/nowhere")

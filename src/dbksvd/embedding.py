@@ -6,11 +6,18 @@ through a text encoder (space ``text``): the image encoder itself when it has a 
 written shard by shard; an interrupted run keeps every finished shard, and rerunning the same
 call resumes after them with no row lost or duplicated. Single unreadable items are skipped
 and counted in the manifest; they never stop the run.
+
+Per token or patch (``granularity="token"`` / ``"patch"``): every text becomes one row per
+token (the residual stream at the encoder's layer), every image one row per patch or
+feature-map position; one space (``text`` or ``image``), the items' captions and texts stored
+once per item. An item's rows may cross a shard boundary; the manifest records how many rows
+of the item were finished, so a resumed run re-encodes that item and keeps only the rest.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from typing import Any
 
@@ -18,8 +25,8 @@ import numpy as np
 
 from ._progress import progress
 from .data.datasets import Dataset, SkipItem
-from .data.store import DEFAULT_SHARD_ROWS, EmbeddingStore, StoreWriter
-from .errors import ParameterError
+from .data.store import DEFAULT_SHARD_ROWS, GRANULARITIES, ROW_FIELDS, EmbeddingStore, StoreWriter
+from .errors import InputError, ParameterError
 
 #: Skipped items listed by id in the manifest (the counts cover all of them).
 MAX_SKIP_EXAMPLES = 20
@@ -36,15 +43,26 @@ def embed_dataset(
     batch_size: int = 64,
     captions: bool = True,
     show_progress: bool = True,
+    granularity: str = "item",
+    class_token: bool = False,
 ) -> EmbeddingStore:
     """Embed ``dataset`` into the store at ``out`` (created, resumed, or reused when complete).
 
     ``encoder``: a :class:`dbksvd.encoders.Encoder` for the dataset's modality;
     ``text_encoder``: for captions of an image dataset (default: ``encoder`` when it embeds
-    text, else ``minilm``); ``captions=False`` skips the captions. Returns the finished store.
+    text, else ``minilm``); ``captions=False`` skips the captions. ``granularity``: ``item``
+    (one row per item), ``token`` (text datasets: one row per token) or ``patch`` (image
+    datasets: one row per patch; ``class_token`` adds a vision transformer's class token).
+    Returns the finished store.
     """
     if batch_size <= 0:
         raise ParameterError(f"batch_size must be positive, got {batch_size}")
+    if granularity not in GRANULARITIES:
+        raise ParameterError(f"granularity must be one of {', '.join(GRANULARITIES)}; got {granularity!r}")
+    if granularity != "item":
+        return _embed_rows(
+            dataset, out, encoder, granularity, class_token, dtype, shard_rows, batch_size, show_progress
+        )
     spaces = _plan_spaces(dataset, encoder, text_encoder, captions)
     writer = StoreWriter(
         out,
@@ -145,5 +163,177 @@ def _fill(
             else:  # items skipped after the last full shard still count
                 for reason, c in skipped.items():
                     writer.manifest["skipped"][reason] = writer.manifest["skipped"].get(reason, 0) + c
+    finally:
+        bar.close()
+
+
+# -- per token or patch ---------------------------------------------------------------------
+
+
+def _embed_rows(
+    dataset: Dataset,
+    out: str | os.PathLike,
+    encoder: Any,
+    granularity: str,
+    class_token: bool,
+    dtype: str,
+    shard_rows: int,
+    batch_size: int,
+    show_progress: bool,
+) -> EmbeddingStore:
+    """:func:`embed_dataset` with one row per token or patch."""
+    modality = "text" if granularity == "token" else "image"
+    if granularity not in getattr(encoder, "granularities", ("item",)):
+        raise ParameterError(str(encoder._no_granularity(granularity)))
+    if dataset.modality != modality:
+        flag = "--tokens" if granularity == "token" else "--patches"
+        article = "a" if modality == "text" else "an"
+        raise ParameterError(f"{flag} needs {article} {modality} dataset; {dataset.name} holds {dataset.modality}s")
+    spec = encoder.token_spec() if granularity == "token" else encoder.patch_spec(class_token)
+    writer = StoreWriter(
+        out,
+        dataset=dataset.spec(),
+        dtype=dtype,
+        shard_rows=shard_rows,
+        label_names=dataset.label_names,
+        granularity=granularity,
+        spaces={modality: {"encoder": spec, "dim": spec["dims"][modality]}},
+    )
+    if writer.complete:
+        return EmbeddingStore(out)
+    try:
+        _fill_rows(dataset, writer, encoder, modality, class_token, batch_size, show_progress)
+        writer.finish()
+    except BaseException:
+        writer.discard_if_empty()
+        raise
+    return EmbeddingStore(out)
+
+
+class _RowBuffer:
+    """Rows waiting for a shard: per item, its dataset position, global item index, the
+    index of its first buffered row within the item, its row arrays and (until written) its
+    record."""
+
+    def __init__(self, fields: tuple[str, ...]):
+        self.fields = fields
+        self.chunks: list[dict[str, Any]] = []
+        self.rows = 0
+
+    def add(self, pos: int, index: int, first: int, columns: dict[str, Any], record: dict | None) -> None:
+        n = len(columns["rows"])
+        if n:
+            self.chunks.append({"pos": pos, "index": index, "first": first, "cols": columns, "record": record})
+            self.rows += n
+
+    def take(self, n: int) -> tuple[np.ndarray, dict[str, Any], list[dict], int, int]:
+        """The first ``n`` rows: (rows, row fields, item records starting here, next_item,
+        next_item_row)."""
+        rows, cols, items = [], {f: [] for f in self.fields}, []
+        left, next_item, next_row = n, None, 0
+        while left:
+            c = self.chunks[0]
+            have = len(c["cols"]["rows"])
+            k = min(left, have)
+            rows.append(c["cols"]["rows"][:k])
+            for f in self.fields:
+                cols[f].append(c["cols"][f][:k] if f != "item" else np.full(k, c["index"], np.int64))
+            if c["record"] is not None:
+                items.append(c["record"])
+                c["record"] = None
+            left -= k
+            if k == have:
+                self.chunks.pop(0)
+                next_item, next_row = c["pos"] + 1, 0
+            else:
+                c["cols"] = {f: v[k:] for f, v in c["cols"].items()}
+                c["first"] += k
+                next_item, next_row = c["pos"], c["first"]
+        self.rows -= n
+        joined = {f: (np.concatenate(v) if f != "token" else [t for part in v for t in part]) for f, v in cols.items()}
+        return np.concatenate(rows), joined, items, int(next_item), int(next_row)
+
+
+def _fill_rows(
+    dataset: Dataset,
+    writer: StoreWriter,
+    encoder: Any,
+    modality: str,
+    class_token: bool,
+    batch_size: int,
+    show_progress: bool,
+) -> None:
+    fields = ROW_FIELDS[writer.granularity]
+    shard_rows = writer.manifest["shard_rows"]
+    pos = resume_pos = writer.next_item
+    resume_row = writer.next_item_row  # rows of item resume_pos already in the store
+    next_index = writer.n_items  # the store index of the next new item
+    buf = _RowBuffer(fields)
+    skipped: list[tuple[int, str]] = []
+    examples = writer.manifest.setdefault("skipped_examples", [])
+    unit = "tokens" if modality == "text" else "patches"
+    bar = progress(len(dataset), "embed", enabled=show_progress, unit="item")
+    bar.update(pos)
+    start_rows, start_time = writer.count, time.perf_counter()
+    batch: list[tuple[int, Any, Any]] = []
+
+    def flush(final: bool) -> None:
+        while buf.rows >= shard_rows or (final and buf.rows):
+            rows, cols, items, next_item, next_row = buf.take(min(shard_rows, buf.rows))
+            counts = Counter(reason for p, reason in skipped if p < next_item)
+            skipped[:] = [(p, r) for p, r in skipped if p >= next_item]
+            writer.add_shard(
+                {modality: rows}, cols, items=items, next_item=next_item, next_item_row=next_row, skipped=dict(counts)
+            )
+        rate = (writer.count + buf.rows - start_rows) / max(1e-9, time.perf_counter() - start_time)
+        bar.set_postfix(**{unit: writer.count + buf.rows, f"{unit}_per_s": f"{rate:,.0f}"})
+
+    def encode_batch() -> None:
+        nonlocal next_index
+        payloads = [payload for _, _, payload in batch]
+        if modality == "text":
+            got = encoder.encode_tokens(payloads)
+        else:
+            got = encoder.encode_patches(payloads, class_token=class_token)
+        columns = {"rows": got.rows, **{f: getattr(got, f) for f in fields if f != "item"}}
+        bounds = np.searchsorted(np.asarray(got.item), np.arange(len(batch) + 1))
+        for j, (p, item, _) in enumerate(batch):
+            first = resume_row if p == resume_pos else 0
+            lo, hi = int(bounds[j]) + first, int(bounds[j + 1])
+            cols = {f: v[lo:hi] for f, v in columns.items()}
+            if first:  # the item that crossed the last finished shard: its record is written
+                buf.add(p, writer.n_items - 1, first, cols, None)
+                continue
+            record = {"id": item.id, "caption": item.caption, "label": item.label, "source": item.source}
+            buf.add(p, next_index, 0, cols, record)
+            next_index += 1
+        batch.clear()
+
+    try:
+        for item in dataset.items(start=pos):
+            bar.update(1)
+            try:
+                payload = dataset.load(item)
+                if modality == "text" and not payload.strip():
+                    raise SkipItem("empty text")
+            except SkipItem as exc:
+                reason = str(exc) or "unreadable item"
+                skipped.append((pos, reason.split(":")[0]))
+                if len(examples) < MAX_SKIP_EXAMPLES:
+                    examples.append({"id": item.id, "reason": reason[:200]})
+                pos += 1
+                continue
+            batch.append((pos, item, payload))
+            pos += 1
+            if len(batch) == batch_size:
+                encode_batch()
+                flush(final=False)
+        if batch:
+            encode_batch()
+        flush(final=True)
+        if not writer.manifest["shards"]:
+            raise InputError("no item could be embedded; the store would be empty")
+        for _, reason in skipped:
+            writer.manifest["skipped"][reason] = writer.manifest["skipped"].get(reason, 0) + 1
     finally:
         bar.close()

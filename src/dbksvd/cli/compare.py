@@ -36,6 +36,7 @@ def run(cmd: CompareCommand) -> int:
     import numpy as np
 
     from ..analysis.compare import markdown_table, run_comparison, split_rows, write_report
+    from ..data.splits import split_by_item
     from ..errors import InputError
 
     cfg = cmd.comparison
@@ -45,15 +46,24 @@ def run(cmd: CompareCommand) -> int:
         labels = np.asarray(open_input(cmd.labels))
         if labels.ndim != 1:
             raise InputError(f"--labels must be a 1-D array, got shape {labels.shape}")
-    elif hasattr(X, "store"):
-        found = [r.get("label") for r in X.store.metadata()]
+    store = getattr(X, "store", None)
+    per_item = store is None or store.granularity == "item"
+    if store is not None and per_item and not cmd.labels:
+        found = store.columns(["label"])["label"]
         labels = np.array(found) if all(v is not None for v in found) else None
     rows = X.to_numpy() if hasattr(X, "to_numpy") else np.asarray(X)
     cfg.validate(*rows.shape)
-    split = split_rows(rows.shape[0], cfg.test_fraction, cfg.val_fraction, cfg.random_state)
+    if per_item:
+        split = split_rows(rows.shape[0], cfg.test_fraction, cfg.val_fraction, cfg.random_state)
+    else:  # whole texts or images per part: no test token's context was seen in training
+        split = split_by_item(store.item_of_row(), cfg.test_fraction, cfg.val_fraction, cfg.random_state)
+    if labels is not None and labels.shape[0] != rows.shape[0]:
+        raise InputError(f"--labels holds {labels.shape[0]} labels but the input has {rows.shape[0]} rows")
     explainer = None
-    if hasattr(X, "store") and cmd.explain:
-        if any(m.get("caption") for m in X.store.metadata()):
+    if store is not None and cmd.explain and not per_item:
+        print(f"a {store.granularity} store: no explanation scores (they describe whole items)")
+    elif store is not None and cmd.explain:
+        if any(store.columns(["caption"])["caption"]):
             from ..analysis.explain import ExplainConfig, explain_context, explanation_scores
 
             print("preparing the atom descriptions (captions, bridge, vocabularies) ...")

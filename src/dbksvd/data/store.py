@@ -257,6 +257,8 @@ class StoreSpace:
             "store": str(self.store.path),
             "space": self.name,
             "encoder": self.encoder.get("name"),
+            "granularity": self.store.granularity,
+            "layer": self.encoder.get("layer"),
             "dataset": self.store.dataset.get("name"),
             "rows": self.shape[0],
         }
@@ -425,7 +427,7 @@ class StoreWriter:
                     f"{self.path} is an unfinished store of format {old['format_version']}; "
                     "finish it with the dbksvd that started it, or delete it"
                 )
-            for key in ("dataset", "spaces", "shard_rows", "granularity"):
+            for key in ("granularity", "dataset", "spaces", "shard_rows"):
                 if json.dumps(old[key], sort_keys=True) != json.dumps(fresh[key], sort_keys=True):
                     raise ParameterError(
                         f"{self.path} already holds a store made with different {key}; "

@@ -43,6 +43,9 @@ from .activations import (
 )
 from .base import Encoder, missing, quiet_transformers, versions
 
+#: Files one of which a local model folder needs for its tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model")
+
 
 class _HFEncoder(Encoder):
     """Shared loading, layer checks and preprocessing of the transformers encoders."""
@@ -350,6 +353,12 @@ class HFTextEncoder(_HFEncoder):
     def tokenizer(self):
         """The fast tokenizer of the model (loaded once)."""
         if self._tokenizer is None:
+            if os.path.isdir(self.source) and not any(
+                os.path.exists(os.path.join(self.source, f)) for f in TOKENIZER_FILES
+            ):  # transformers 5 would build an empty tokenizer and map every word to [UNK]
+                raise ModelFormatError(
+                    f"cannot load {self.name} (tokenizer): {self.source} has none of {', '.join(TOKENIZER_FILES)}"
+                )
             tok = self._load("tokenizer", _transformers().AutoTokenizer)
             if not getattr(tok, "is_fast", False):
                 raise ModelFormatError(f"{self.name}: the tokenizer is not a fast tokenizer (no character offsets)")

@@ -201,15 +201,21 @@ class PursuitModel(DictionaryModel):
 
 def check_rows(model: DictionaryModel, X: Any) -> None:
     """Refuse rows ``X`` (an array or a store space) of another dimension than the model's, or
-    a store embedded with another encoder than the model's training data (InputError)."""
+    a store embedded with another encoder, layer or granularity (items, tokens, patches) than
+    the model's training data (InputError)."""
     here = X.describe() if hasattr(X, "describe") else {}
     model._check_features(X.shape[1], X if here else None)  # the dimension first: the plainer problem
     trained = getattr(model, "data_info_", None) or {}
-    if trained.get("encoder") and here.get("encoder") and trained["encoder"] != here["encoder"]:
-        raise InputError(
-            f"the model was fitted on {trained['encoder']} embeddings but {here['name']} holds "
-            f"{here['encoder']} embeddings"
-        )
+    if not (trained.get("encoder") and here.get("encoder")):
+        return
+
+    def rows(info: dict[str, Any]) -> str:
+        kind = {"item": "pooled", "token": "token", "patch": "patch"}[info.get("granularity") or "item"]
+        layer = "" if info.get("layer") is None else f" layer {info['layer']}"
+        return f"{info['encoder']}{layer} embeddings ({kind} rows)"
+
+    if rows(trained) != rows(here):
+        raise InputError(f"the model was fitted on {rows(trained)} but {here['name']} holds {rows(here)}")
 
 
 def jsonable(params: dict[str, Any]) -> dict[str, Any]:

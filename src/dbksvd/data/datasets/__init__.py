@@ -1,11 +1,12 @@
-"""Datasets to embed: emoji glyphs, Fashion-MNIST, an image folder with captions, text files.
+"""Datasets to embed: emoji glyphs, Fashion-MNIST, an image folder with captions, text files,
+WordNet's noun glosses.
 
 Every dataset lists its items up front (cheap: ids, captions, labels) and loads one payload at a
 time: a PIL ``RGB`` image for ``modality == "image"``, a ``str`` for ``modality == "text"``
 (the contract is in :mod:`.base`).
 
 Modules: :mod:`.base` (``Item``, ``SkipItem``, ``Dataset``), one per family (:mod:`.emoji`,
-:mod:`.fashion_mnist`, :mod:`.folder`, :mod:`.texts`), the file readers apart from them
+:mod:`.fashion_mnist`, :mod:`.folder`, :mod:`.texts`, :mod:`.wordnet`), the file readers apart from them
 (:mod:`.parsers` for text, JSON lines, captions files and parquet; :mod:`.idx` for IDX files),
 and :mod:`.registry`, where each family registers its name for :func:`get_dataset` and
 :func:`dataset_from_spec`. Images are decoded by :mod:`dbksvd.data.images`.
@@ -21,6 +22,7 @@ from .fashion_mnist import DEFAULT_FASHION_MNIST_ROOT, FASHION_MNIST_LABELS, Fas
 from .folder import IMAGE_SUFFIXES, FolderDataset
 from .registry import dataset_from_spec, dataset_names, get_dataset, register_dataset
 from .texts import TextsDataset
+from .wordnet import WordNetGlosses
 
 #: The spec forms ``get_dataset`` accepts: ("emoji", "fashion-mnist", "folder:PATH", "texts:PATH").
 DATASET_NAMES = dataset_names()
@@ -38,6 +40,7 @@ __all__ = [
     "Item",
     "SkipItem",
     "TextsDataset",
+    "WordNetGlosses",
     "dataset_from_spec",
     "get_dataset",
     "register_dataset",
