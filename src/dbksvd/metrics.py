@@ -285,3 +285,103 @@ def recall_at_k(similarity: Any, targets: Any, ks: Any = (1, 5)) -> dict[str, fl
     mine = S[np.arange(len(t)), t][:, None]
     rank = (mine <= S).sum(axis=1) - 1  # entries scored at least as high, other than the target
     return {f"recall@{k}": float((rank < k).mean()) for k in ks}
+
+
+# -- splice metrics (docs/metrics.md, "Splice metrics") ----------------------------------
+
+
+def _logit_rows(logits: Any, name: str) -> torch.Tensor:
+    """``logits`` (n, V) as a tensor on its own device (numpy arrays on the CPU)."""
+    L = logits if isinstance(logits, torch.Tensor) else torch.as_tensor(np.asarray(logits))
+    if L.ndim != 2 or L.shape[1] == 0:
+        raise InputError(f"{name} must be 2-D (rows, classes); got shape {tuple(L.shape)}")
+    return L
+
+
+def _log_softmax64(L: torch.Tensor) -> torch.Tensor:
+    """log_softmax in float64 (on the CPU where the device has no float64, e.g. MPS)."""
+    if L.device.type == "mps":
+        L = L.cpu()
+    return torch.log_softmax(L.double(), dim=-1)
+
+
+def cross_entropy(logits: Any, targets: Any, *, chunk: int = 1024) -> np.ndarray:
+    """Cross-entropy in nats of each row's softmax at its target: ``-log softmax(l_i)[t_i]``.
+
+    ``logits`` (n, V) (any float dtype, any device; log_softmax in float64, ``chunk`` rows at
+    a time), ``targets`` (n,) class indices. Returns (n,) float64."""
+    L = _logit_rows(logits, "logits")
+    t = torch.as_tensor(np.asarray(targets.cpu() if isinstance(targets, torch.Tensor) else targets), dtype=torch.long)
+    t = t.reshape(-1)
+    if t.shape[0] != L.shape[0]:
+        raise InputError(f"{t.shape[0]} targets for {L.shape[0]} rows of logits")
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= L.shape[1]):
+        raise InputError(f"targets must be class indices in [0, {L.shape[1]})")
+    out = np.empty(L.shape[0], dtype=np.float64)
+    for s in range(0, L.shape[0], chunk):
+        lp = _log_softmax64(L[s : s + chunk])
+        out[s : s + chunk] = (-lp.gather(1, t[s : s + chunk, None].to(lp.device))[:, 0]).cpu().numpy()
+    return out
+
+
+def kl_divergence(logits_p: Any, logits_q: Any, *, chunk: int = 1024) -> np.ndarray:
+    """``KL(p_i || q_i) = Σ_v p_iv (log p_iv - log q_iv)`` in nats, of the softmaxes of each
+    row of ``logits_p`` and ``logits_q`` (both (n, V)); float64, ``chunk`` rows at a time.
+    Classes with ``p = 0`` add nothing. Returns (n,) float64."""
+    P, Q = _logit_rows(logits_p, "logits_p"), _logit_rows(logits_q, "logits_q")
+    if P.shape != Q.shape:
+        raise InputError(f"logits_p has shape {tuple(P.shape)} but logits_q has shape {tuple(Q.shape)}")
+    out = np.empty(P.shape[0], dtype=np.float64)
+    for s in range(0, P.shape[0], chunk):
+        lp, lq = _log_softmax64(P[s : s + chunk]), _log_softmax64(Q[s : s + chunk].to(P.device))
+        p = lp.exp()
+        terms = torch.where(p > 0, p * (lp - lq), torch.zeros_like(p))
+        out[s : s + chunk] = terms.sum(dim=1).cpu().numpy()
+    return out
+
+
+def loss_recovered(ce_clean: float, ce_spliced: float, ce_ablated: float) -> float:
+    """CE loss recovered ``(CE_ablated - CE_spliced) / (CE_ablated - CE_clean)``: 1 when the
+    splice costs nothing, 0 when it is as bad as the ablation (zero or mean activations),
+    below 0 when worse. NaN when the ablation does not change the loss."""
+    den = float(ce_ablated) - float(ce_clean)
+    return (float(ce_ablated) - float(ce_spliced)) / den if den != 0 else float("nan")
+
+
+def top1_agreement(logits_clean: Any, logits_other: Any) -> float:
+    """``mean_i [argmax l_clean_i = argmax l_other_i]`` over the rows of two (n, C) logit matrices."""
+    A, B = _logit_rows(logits_clean, "logits_clean"), _logit_rows(logits_other, "logits_other")
+    if A.shape != B.shape:
+        raise InputError(f"logits_clean has shape {tuple(A.shape)} but logits_other has shape {tuple(B.shape)}")
+    if A.shape[0] == 0:
+        raise InputError("top-1 agreement is undefined for zero rows")
+    return float((A.argmax(dim=1).cpu() == B.argmax(dim=1).cpu()).double().mean())
+
+
+def _top_k(S: np.ndarray, k: int) -> np.ndarray:
+    """(rows, k) column indices of each row's k largest entries (any order)."""
+    return np.argpartition(-S, k - 1, axis=1)[:, :k]
+
+
+def neighbour_retention(X: Any, X_hat: Any, k: int = 10, *, chunk: int = 1024) -> float:
+    """Neighbour retention: for each item i, the share of its ``k`` nearest neighbours among the
+    clean rows ``X`` (cosine, i itself excluded) that are also among the ``k`` nearest clean
+    rows of its reconstruction ``x̂_i`` (i excluded there too, so the identity scores 1); the
+    mean over items. ``X``, ``X_hat`` (n, d) with n > k; zero rows have cosine 0 with all.
+    Memory: ``chunk`` x n similarities at a time."""
+    Xt, Xh = _pair(X, X_hat)
+    n = Xt.shape[0]
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InputError(f"k must be a positive integer; got {k!r}")
+    if n <= k:
+        raise InputError(f"neighbour retention with k={k} needs more than {k} rows; got {n}")
+    U, Uh = unit_rows(Xt.numpy()), unit_rows(Xh.numpy())
+    kept = 0
+    for s in range(0, n, chunk):
+        r = np.arange(s, min(n, s + chunk))
+        S, Sh = U[r] @ U.T, Uh[r] @ U.T
+        S[r - s, r] = -np.inf  # self excluded
+        Sh[r - s, r] = -np.inf
+        near, near_hat = np.sort(_top_k(S, k), axis=1), np.sort(_top_k(Sh, k), axis=1)
+        kept += sum(np.intersect1d(a, b, assume_unique=True).size for a, b in zip(near, near_hat))
+    return kept / (n * k)
