@@ -354,3 +354,41 @@ def test_effnet_patches_average_to_the_pooled_features(tmp_path):
         enc.encode_patches(images[:1], class_token=True)
     with pytest.raises(ParameterError, match="--patches needs an image dataset"):
         embed_dataset(texts_file(tmp_path, TEXTS), tmp_path / "q", enc, granularity="patch", show_progress=False)
+
+
+# -- the commands on token stores -----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_compare_and_evaluate_a_token_store_with_splice_columns(tmp_path, bert, capsys):
+    from dbksvd.analysis.compare import read_results
+    from dbksvd.cli import main
+
+    texts = [f"the {w} sat on the {v} near a {u}" for w in ("cat", "dog", "man", "girl") for v in ("mat", "bed")
+             for u in ("tree", "door", "wall", "car", "lamp")] * 2  # fmt: skip
+    (tmp_path / "t.txt").write_text("\n".join(texts) + "\n")
+    store = tmp_path / "s"
+    args = ["embed", "--dataset", f"texts:{tmp_path / 't.txt'}", "--encoder", f"hf:{bert}", "--layer", "1"]
+    assert main([*args, "--tokens", "--out", str(store), "--quiet"]) == 0
+    out = tmp_path / "r"
+    argv = ["compare", str(store), "--atoms", "32", "--nnz", "4", "--methods", "dbksvd", "topk", "random",
+            "--epochs", "3", "--iters", "3", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "splice metrics on" in printed and "no explanation scores" in printed
+    rows = {r["method"]: r for r in read_results(out)["results"]}
+    assert rows["identity"]["status"] == "reference" and rows["identity"]["splice_sentence_cosine"] == pytest.approx(1)
+    assert rows["dbksvd"]["splice_sentence_cosine"] > rows["random"]["splice_sentence_cosine"]
+    assert 0 < rows["dbksvd"]["splice_neighbour_retention"] < 1
+    # the split is by text: no test text has a row in the training part
+    split = np.load(out / "split.npz")
+    item_of_row = EmbeddingStore(store).item_of_row()
+    assert not set(item_of_row[split["test"]]) & set(item_of_row[split["train"]])
+    assert main(["evaluate", str(out / "models" / "dbksvd-k4"), str(store), "--rows", f"{out / 'split.npz'}#test",
+                 "--splice", "--json"]) == 0  # fmt: skip
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["splice_sentence_cosine"] == pytest.approx(rows["dbksvd"]["splice_sentence_cosine"], abs=1e-6)
+    assert scored["identity_splice_sentence_cosine"] == pytest.approx(1)
+    np.save(tmp_path / "x.npy", np.ones((3, 32), np.float32))
+    assert main(["evaluate", str(out / "models" / "dbksvd-k4"), str(tmp_path / "x.npy"), "--splice"]) == 2
+    assert "--splice needs a store" in capsys.readouterr().err

@@ -26,6 +26,10 @@ class CompareCommand:
     """.npy of (n,) labels for probe retention (default: a store's labels, when every row has one)."""
     explain: Flag = True
     """Score every method's atom descriptions too, on a store with captions (--no-explain: skip)."""
+    splice: Flag = True
+    """Splice every reconstruction back into the model the rows came from and score what
+    survives, next to the identity (token stores of minilm/hf:, effnet-lite0 patches and
+    features; docs/metrics.md; --no-splice: skip)."""
     quiet: Quiet = False
 
 
@@ -59,7 +63,8 @@ def run(cmd: CompareCommand) -> int:
         split = split_by_item(store.item_of_row(), cfg.test_fraction, cfg.val_fraction, cfg.random_state)
     if labels is not None and labels.shape[0] != rows.shape[0]:
         raise InputError(f"--labels holds {labels.shape[0]} labels but the input has {rows.shape[0]} rows")
-    explainer = None
+    splicer = _splicer(store, X.name, split) if store is not None and cmd.splice else None
+    scorers = [] if splicer is None else [splicer]
     if store is not None and cmd.explain and not per_item:
         print(f"a {store.granularity} store: no explanation scores (they describe whole items)")
     elif store is not None and cmd.explain:
@@ -74,7 +79,7 @@ def run(cmd: CompareCommand) -> int:
                 split={"describe": split["train"], "select": split["val"], "test": split["test"]},
                 show_progress=not cmd.quiet,
             )
-            explainer = lambda model: explanation_scores(model, ctx)  # noqa: E731
+            scorers.append(lambda model: explanation_scores(model, ctx))
         else:
             print("the store has no captions: no explanation scores")
     models = {}
@@ -85,9 +90,57 @@ def run(cmd: CompareCommand) -> int:
         show_progress=not cmd.quiet,
         on_model=lambda name, model: models.__setitem__(name, model),
         split=split,
-        explainer=explainer,
+        scorers=scorers,
     )
+    if splicer is not None:
+        report["results"].append(splicer.reference())
     write_report(report, cmd.out, models)
     print(markdown_table(report["results"]), end="")
     print(f"wrote {cmd.out}/report.html, results.{{json,csv,md}}, plots and models/")
     return 0
+
+
+class _Splicer:
+    """The splice columns of every model on the test items, and the identity's reference row
+    (one encoder and one mean activation for all models)."""
+
+    def __init__(self, store, space: str, items, mean, encoder):
+        self.store, self.space, self.items, self.mean, self.encoder = store, space, items, mean, encoder
+
+    def _columns(self, reconstruct) -> dict:
+        from ..analysis.splice import splice_metrics
+
+        found = splice_metrics(
+            self.store, self.space, reconstruct, self.items, mean_activation=self.mean, encoder=self.encoder
+        )
+        return {f"splice_{k}": v for k, v in found.items()}
+
+    def __call__(self, model) -> dict:
+        from ..analysis.splice import model_reconstruct
+
+        return self._columns(model_reconstruct(model))
+
+    def reference(self) -> dict:
+        from ..analysis.splice import identity
+
+        return {"method": "identity", "coder": "none", "status": "reference", **self._columns(identity)}
+
+
+def _splicer(store, space: str, split):
+    """A :class:`_Splicer` for the store's test items, or None (with a note) when its rows
+    cannot be spliced."""
+    import numpy as np
+
+    from ..analysis.splice import rebuild_encoder, splice_family
+
+    family, why = splice_family(store, space)
+    if family is None:
+        print(f"no splice metrics: {why.removeprefix('splice: ')}")
+        return None
+    item_of_row = store.item_of_row()
+    items = np.unique(item_of_row[split["test"]])
+    train = split["train"][:: max(1, split["train"].size // 100_000)]
+    mean = np.asarray(store.space(space).take(train), dtype=np.float64).mean(axis=0)
+    encoder = rebuild_encoder(store.manifest["spaces"][space]["encoder"])
+    print(f"splice metrics on {items.size} test items ({family.replace('_', ' ')})")
+    return _Splicer(store, space, items, mean, encoder)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -90,7 +90,7 @@ def _evaluate(
     test: np.ndarray,
     fit: dict[str, float],
     probe: _Probe | None,
-    explainer: Callable[[Any], dict[str, Any]] | None,
+    scorers: Sequence[Callable[[Any], dict[str, Any]]],
 ) -> Iterator[tuple[dict[str, Any], Any]]:
     """The rows of one trained model on the test rows, each with its codes, one at a time: its
     own coder and, for an SAE with ``cfg.pursuit``, OMP on its decoder (``"<method>+omp"``)."""
@@ -107,8 +107,9 @@ def _evaluate(
             **fit,
             **model_metrics(model, test, codes),
         }
-        if explainer is not None and coder is None:
-            row.update(explainer(model))
+        if coder is None:
+            for score in scorers:
+                row.update(score(model))
         if probe is not None:
             row.update(probe.columns(model.inverse_transform(codes)))
         yield row, codes
@@ -121,13 +122,15 @@ def run_comparison(
     show_progress: bool = True,
     on_model: Callable[[str, Any], None] | None = None,
     split: dict[str, np.ndarray] | None = None,
-    explainer: Callable[[Any], dict[str, Any]] | None = None,
+    scorers: Sequence[Callable[[Any], dict[str, Any]]] = (),
 ) -> dict[str, Any]:
     """All rows of the comparison. ``X`` (n, d); ``labels`` (n,) enable probe retention;
     ``on_model(name, model)`` is called with every trained model (e.g. to save it);
     ``split``: the train / val / test row ids (default :func:`dbksvd.data.splits.split_rows`
-    with the config's fractions and seed); ``explainer(model)`` adds columns to each method's
-    own-coder row (e.g. :func:`dbksvd.analysis.explain.explanation_scores` on a captioned store).
+    with the config's fractions and seed; :func:`dbksvd.data.splits.split_by_item` for token
+    and patch rows); each ``scorer(model)`` adds columns to each method's own-coder row (e.g.
+    :func:`dbksvd.analysis.explain.explanation_scores` on a captioned store,
+    :func:`dbksvd.analysis.splice.model_splice_columns` on a token, patch or headed store).
 
     Returns ``config`` (as a dict), ``rows``, ``features``, ``split`` (rows per part),
     ``split_rows`` (the row ids), ``results`` (one row per method, k and coder; a method that
@@ -149,7 +152,7 @@ def run_comparison(
             try:
                 model = make_model(method, cfg.n_atoms, k, cfg, train.shape[0])
                 fit = _train(model, method, train, val)
-                for row, codes in _evaluate(model, method, k, cfg, test, fit, probe, explainer):
+                for row, codes in _evaluate(model, method, k, cfg, test, fit, probe, scorers):
                     rows.append(row)
                     usage[f"{row['method']}-k{k}"] = atom_usage(codes).tolist()
                 if on_model is not None:

@@ -63,9 +63,64 @@ class ResultRow(ModelMetrics, _TrainedRow):
     """probe_accuracy_reconstructed / probe_accuracy."""
 
 
+class SpliceColumns(FileSchema):
+    """The splice metrics of a row (:mod:`dbksvd.analysis.splice`, docs/metrics.md), on the
+    test items; which of them a row has depends on what the store's rows are."""
+
+    splice_ce_clean: float | None = None
+    """Causal LMs: mean next-token cross-entropy of the clean run (nats)."""
+    splice_ce_spliced: float | None = None
+    """... with the reconstruction spliced in at the captured layer."""
+    splice_ce_zero: float | None = None
+    """... with the activations set to zero."""
+    splice_ce_mean: float | None = None
+    """... with the activations set to the training mean."""
+    splice_ce_loss_recovered: float | None = None
+    """(ce_zero - ce_spliced) / (ce_zero - ce_clean)."""
+    splice_ce_loss_recovered_mean: float | None = None
+    """(ce_mean - ce_spliced) / (ce_mean - ce_clean)."""
+    splice_kl: float | None = None
+    """Mean KL(p_clean || p_spliced) of the next-token distributions."""
+    splice_positions_scored: int | None = None
+    """Token positions scored."""
+    splice_windows: int | None = None
+    """Model inputs run."""
+    splice_sentence_cosine: float | None = None
+    """Sentence encoders: mean cosine of the spliced and clean sentence embeddings."""
+    splice_retrieval_recall_at_1: float | None = None
+    """Share of spliced sentence embeddings whose nearest clean embedding is their own."""
+    splice_retrieval_recall_at_10: float | None = None
+    """... among the 10 nearest."""
+    splice_head_top1_agreement: float | None = None
+    """Image heads: share of test images whose top-1 class is unchanged."""
+    splice_head_kl: float | None = None
+    """Mean KL(p_clean || p_spliced) of the head's class distributions."""
+    splice_items_scored: int | None = None
+    """Items (texts, images) scored."""
+    splice_neighbour_retention: float | None = None
+    """Share of each row's 10 nearest clean neighbours kept by its reconstruction (any space)."""
+    splice_neighbour_rows: int | None = None
+    """Rows of the neighbour retention sample."""
+    splice_splice_note: str | None = None
+    """Why the rows could not be spliced (e.g. a vision transformer without a head)."""
+
+
+class SplicedResultRow(ResultRow, SpliceColumns):
+    """A trained method's row with its splice metrics (token, patch and headed stores)."""
+
+
+class ReferenceRow(SpliceColumns):
+    """The identity (the reconstruction is the input): the ceiling of every splice metric and
+    the check of the hooks."""
+
+    method: Literal["identity"]
+    coder: Literal["none"] = "none"
+    status: Literal["reference"]
+
+
 def _row_kind(row: Any) -> str:
     status = row.get("status") if isinstance(row, dict) else getattr(row, "status", None)
-    return "ok" if status == "ok" else "failed"
+    return {"ok": "ok", "reference": "reference"}.get(status, "failed")
 
 
 class ComparisonResults(FileSchema):
@@ -82,9 +137,15 @@ class ComparisonResults(FileSchema):
     split: dict[str, int]
     """Rows per split (test, val, train)."""
     results: list[
-        Annotated[Annotated[ResultRow, Tag("ok")] | Annotated[FailedRow, Tag("failed")], Discriminator(_row_kind)]
+        Annotated[
+            Annotated[SplicedResultRow, Tag("ok")]
+            | Annotated[FailedRow, Tag("failed")]
+            | Annotated[ReferenceRow, Tag("reference")],
+            Discriminator(_row_kind),
+        ]
     ]
-    """One row per method, k and coder, in the order they ran."""
+    """One row per method, k and coder, in the order they ran (and, with splice metrics, the
+    identity's reference row last)."""
 
     @field_validator("config", mode="before")
     @classmethod
