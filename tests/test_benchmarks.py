@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-SCRIPTS = ("sparse_coding", "recovery", "fit", "streaming", "compare", "explain", "serve_load")
+SCRIPTS = ("sparse_coding", "recovery", "fit", "streaming", "compare", "explain", "serve_load", "tokens")
 sys.path.insert(0, str(BENCHMARKS))
 import _common  # noqa: E402
 
