@@ -428,7 +428,7 @@ class HFTextEncoder(_HFEncoder):
         return [*names, "padding"]
 
     def hidden_windows(self, windows: list, batch_size: int | None = None):
-        """Yield ``(window index, (len, d) float32 tensor)`` of hidden state ``layer`` for each
+        """Yield ``(window index, (len, d) float32 array)`` of hidden state ``layer`` for each
         window, in batches of similar length (less padding)."""
         model, tok = self.model(), self.tokenizer()
         site = self.site(model)
@@ -440,7 +440,7 @@ class HFTextEncoder(_HFEncoder):
             ids, mask = pad_windows([windows[i] for i in idx], pad)
             with torch.inference_mode(), site.capture() as seen:
                 site.run(model, input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
-            hidden = seen[0].float().cpu()
+            hidden = seen[0].float().cpu().numpy()
             for j, i in enumerate(idx):
                 yield i, hidden[j, : len(windows[i].input_ids)]
 
@@ -458,7 +458,7 @@ class HFTextEncoder(_HFEncoder):
             owner.extend([t] * len(ws))
         parts: list[np.ndarray | None] = [None] * len(windows)
         for i, hidden in self.hidden_windows(windows, batch_size):
-            parts[i] = hidden[windows[i].rows].numpy()
+            parts[i] = hidden[windows[i].rows]
         d = self.dim("text")
         return TokenRows(
             rows=np.concatenate(parts) if parts else np.zeros((0, d), np.float32),
