@@ -108,6 +108,35 @@ def test_report_metrics_equal_dbksvd_evaluate(data, tmp_path, capsys):
     assert "<table>" in html and "pareto.png" in html and "batchtopk+omp" in html
 
 
+def test_the_new_baselines_and_matryoshka_dbksvd_compare(data):
+    """jumprelu, matryoshka-batchtopk and dbksvd-matryoshka give ok rows; the Matryoshka
+    DB-KSVD uses the nested groups of the Matryoshka SAE (dbksvd.config.matryoshka_sizes)."""
+    from dbksvd.config import DEFAULT_METHODS, matryoshka_sizes
+
+    assert {"jumprelu", "matryoshka-batchtopk"} <= set(DEFAULT_METHODS)
+    assert "dbksvd-matryoshka" not in DEFAULT_METHODS
+    X, labels = data
+    models = {}
+    methods = ("jumprelu", "matryoshka-batchtopk", "dbksvd-matryoshka")
+    report = run_comparison(
+        X,
+        small(methods=methods, pursuit=False),
+        labels,
+        show_progress=False,
+        on_model=lambda name, m: models.__setitem__(name, m),
+    )
+    rows = {r["method"]: r for r in report["results"]}
+    assert set(rows) == set(methods) and all(r["status"] == "ok" for r in rows.values())
+    assert [rows[m]["coder"] for m in methods] == ["own", "own", "omp"]
+    sizes = matryoshka_sizes(32, 4)
+    assert models["matryoshka-batchtopk-k4"].module_.groups == sizes
+    dbksvd_groups = models["dbksvd-matryoshka-k4"]._settings(X.shape[1]).groups
+    assert tuple(a for a, _ in dbksvd_groups) == sizes and sum(nz for _, nz in dbksvd_groups) == 4
+    assert rows["dbksvd-matryoshka"]["l0"] <= 4 and rows["dbksvd-matryoshka"]["explained_signal"] > 0.3
+    for m in ("jumprelu", "matryoshka-batchtopk"):
+        assert rows[m]["explained_signal"] > 0.2, m
+
+
 def test_a_failing_method_is_reported_and_the_others_run(data, monkeypatch):
     X, labels = data
 

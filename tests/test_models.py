@@ -49,8 +49,19 @@ def test_db_ksvd_checks_its_parameters(problem):
         lambda: MiniBatchDictionary(40, 3, max_iter=1, random_state=0),
         lambda: SAE("topk", 40, 3, max_epochs=2, random_state=0),
         lambda: SAE("batchtopk", 40, 3, max_epochs=2, random_state=0),
+        lambda: SAE("jumprelu", 40, 3, max_epochs=2, random_state=0),
+        lambda: SAE("matryoshka-batchtopk", 40, 3, max_epochs=2, random_state=0),
     ],
-    ids=["dbksvd", "dbksvd-matryoshka", "random", "sklearn-mbdl", "topk", "batchtopk"],
+    ids=[
+        "dbksvd",
+        "dbksvd-matryoshka",
+        "random",
+        "sklearn-mbdl",
+        "topk",
+        "batchtopk",
+        "jumprelu",
+        "matryoshka-batchtopk",
+    ],
 )
 def test_dbksvd_load_opens_every_architecture(make, problem, tmp_path):
     pytest.importorskip("sklearn")

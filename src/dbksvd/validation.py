@@ -169,12 +169,7 @@ def check_groups(groups: Any, n_atoms: int, n_nonzero: int) -> list[tuple[int, i
     """
     if groups is None:
         return [(n_atoms, n_nonzero)]
-    try:
-        items = list(groups)
-    except TypeError:
-        raise ParameterError(f"groups must be a list of group sizes; got {groups!r}") from None
-    if not items:
-        raise ParameterError("groups is empty")
+    items = _group_items(groups)
     pairs: list[tuple[int, int]] = []
     if all(isinstance(g, numbers.Integral) and not isinstance(g, bool) for g in items):
         sizes = [check_positive_int(g, "group size") for g in items]
@@ -206,6 +201,26 @@ def check_groups(groups: Any, n_atoms: int, n_nonzero: int) -> list[tuple[int, i
         if k > a:
             raise ParameterError(f"a group of {a} atoms cannot hold {k} non-zeros")
     return pairs
+
+
+def check_group_sizes(groups: Any, n_atoms: int) -> tuple[int, ...]:
+    """Matryoshka group sizes (atoms or latents per group, in order) adding up to ``n_atoms``,
+    without non-zeros (an SAE's groups: its activation shares one budget)."""
+    items = _group_items(groups)
+    sizes = tuple(check_positive_int(g, "group size") for g in items)
+    if sum(sizes) != n_atoms:
+        raise ParameterError(f"group sizes add up to {sum(sizes)}, not n_atoms={n_atoms}")
+    return sizes
+
+
+def _group_items(groups: Any) -> list[Any]:
+    try:
+        items = list(groups)
+    except TypeError:
+        raise ParameterError(f"groups must be a list of group sizes; got {groups!r}") from None
+    if not items:
+        raise ParameterError("groups is empty")
+    return items
 
 
 def check_memory(n_atoms: int, n_features: int, itemsize: int = 4, device: torch.device | None = None) -> None:

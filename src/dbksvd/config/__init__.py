@@ -49,6 +49,7 @@ from .params import (
     DBKSVDParams,
     FixedDictionaryParams,
     SAEParams,
+    matryoshka_sizes,
 )
 
 __all__ = [
@@ -79,5 +80,6 @@ __all__ = [
     "cli",
     "comma_separated",
     "config_dataclass",
+    "matryoshka_sizes",
     "parameter_error",
 ]

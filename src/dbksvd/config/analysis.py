@@ -13,9 +13,11 @@ from .params import DEFAULT_PREPROCESSING, SAE_ARCHITECTURES, parse_steps
 
 SAE_METHODS = SAE_ARCHITECTURES
 #: ``dbksvd``: DB-KSVD with OMP (the best reconstructions); ``dbksvd-threshold``: with the
-#: thresholding pursuit (detector supports: the more describable atoms, BENCHMARKS.md)
-METHODS = ("dbksvd", "dbksvd-threshold", *SAE_METHODS, "sklearn", "random")
-DEFAULT_METHODS = ("dbksvd", "dbksvd-threshold", "topk", "batchtopk", "relu", "featurechoice", "mutualchoice", "random")
+#: thresholding pursuit (detector supports: the more describable atoms, BENCHMARKS.md);
+#: ``dbksvd-matryoshka``: OMP on a Matryoshka dictionary with the groups of
+#: :func:`~dbksvd.config.matryoshka_sizes` (those of ``matryoshka-batchtopk``; not a default)
+METHODS = ("dbksvd", "dbksvd-threshold", "dbksvd-matryoshka", *SAE_METHODS, "sklearn", "random")
+DEFAULT_METHODS = ("dbksvd", "dbksvd-threshold", *SAE_METHODS, "random")
 #: How image-space atoms are mapped into the text space (:mod:`dbksvd.analysis.explain.bridge`).
 BRIDGE_KINDS = ("ridge", "cca", "auto")
 #: The text encoder of descriptions and captions when the store has no ``text`` space.
@@ -45,9 +47,10 @@ class CompareConfig:
     methods: Annotated[
         tuple[Literal[METHODS], ...], Field(min_length=1), comma_separated(str, "METHOD[,METHOD...]")
     ] = DEFAULT_METHODS
-    """The methods compared: dbksvd (OMP), dbksvd-threshold (thresholding pursuit), the SAEs
-    topk, batchtopk, relu, featurechoice, mutualchoice, sklearn (MiniBatchDictionaryLearning)
-    and random (random directions)."""
+    """The methods compared: dbksvd (OMP), dbksvd-threshold (thresholding pursuit),
+    dbksvd-matryoshka (nested groups, as matryoshka-batchtopk's), the SAEs topk, batchtopk, relu,
+    featurechoice, mutualchoice, jumprelu, matryoshka-batchtopk, sklearn
+    (MiniBatchDictionaryLearning) and random (random directions)."""
     random_state: Annotated[Seed, cli("--seed", metavar="SEED")] = 0
     """Random seed of the split and of every method."""
     test_fraction: Fraction = 0.2

@@ -5,6 +5,7 @@ options from :class:`DBKSVDParams` (the ``cli(...)`` annotations give the short 
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import KW_ONLY, dataclass
 from typing import Annotated, Any, Literal
 
@@ -21,7 +22,15 @@ Coder = Literal["omp", "mp", "threshold"]
 #: Readings ``transform(coder=...)`` accepts: the pursuits, and ``detector`` (each row's k
 #: atoms with the largest |<x, D_j>|, the projections as coefficients: an atom read as a detector).
 READINGS = ("omp", "mp", "threshold", "detector")
-SAE_ARCHITECTURES = ("topk", "batchtopk", "relu", "featurechoice", "mutualchoice")
+SAE_ARCHITECTURES = (
+    "topk",
+    "batchtopk",
+    "relu",
+    "featurechoice",
+    "mutualchoice",
+    "jumprelu",
+    "matryoshka-batchtopk",
+)
 
 DEFAULT_PREPROCESSING = "normalize+center+scale"
 #: Preprocessing steps, in the order they are applied (dbksvd.preprocessing).
@@ -44,6 +53,23 @@ def parse_steps(spec: Any) -> tuple[str, ...]:
             f"preprocessing {spec!r} is not valid; use 'none' or steps from {', '.join(PREPROCESSING_STEPS)} joined by '+'"
         )
     return tuple(s for s in PREPROCESSING_STEPS if s in parts)
+
+
+def matryoshka_sizes(n_atoms: int, n_nonzero: int | None = None, levels: int = 5) -> tuple[int, ...]:
+    """The default Matryoshka group sizes for K = ``n_atoms`` atoms (or latents): nested prefixes
+    halving from K (K/16, K/8, K/4, K/2, K for five levels), so the groups hold K/16, K/16, K/8,
+    K/4 and K/2 atoms (floor divisions; the sizes add up to K), e.g. K=512: (32, 32, 64, 128, 256).
+
+    At most ``levels`` groups, at most ``floor(log2 K) + 1`` (every group holds an atom) and,
+    with ``n_nonzero`` k, at most k (so DB-KSVD can give each group a non-zero). The
+    ``matryoshka-batchtopk`` SAE and the comparison's ``dbksvd-matryoshka`` both use these."""
+    for value, name in ((n_atoms, "n_atoms"), (n_nonzero, "n_nonzero"), (levels, "levels")):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+            raise ParameterError(f"{name} must be an integer >= 1; got {value!r}")
+    K = int(n_atoms)
+    G = min(int(levels), K.bit_length(), int(n_nonzero or levels))
+    prefixes = [K >> (G - 1 - g) for g in range(G)]
+    return tuple(end - start for start, end in zip([0, *prefixes[:-1]], prefixes))
 
 
 @dataclass(eq=False, repr=False)
@@ -117,13 +143,19 @@ class FixedDictionaryParams:
 class SAEParams:
     """A sparse autoencoder (docs/model-format.md lists the architectures)."""
 
-    architecture: Literal["topk", "batchtopk", "relu", "featurechoice", "mutualchoice"] = "topk"
-    """The activation rule: topk, batchtopk, relu, featurechoice or mutualchoice."""
+    architecture: Literal[
+        "topk", "batchtopk", "relu", "featurechoice", "mutualchoice", "jumprelu", "matryoshka-batchtopk"
+    ] = "topk"
+    """The activation rule: topk, batchtopk, relu, featurechoice, mutualchoice, jumprelu or
+    matryoshka-batchtopk."""
     n_atoms: Count = 4096
     """K latents (decoder rows)."""
     n_nonzero: Count = 32
     """The target L0 k."""
     _: KW_ONLY
+    groups: Annotated[tuple[int, ...] | None, CHECKED_WITH_DATA] = None
+    """matryoshka-batchtopk only: the nested group sizes, adding up to n_atoms (latents in
+    order; prefix m is the first m latents); None: matryoshka_sizes(n_atoms, n_nonzero)."""
     preprocessing: Annotated[str, CHECKED_WITH_DATA] = DEFAULT_PREPROCESSING
     """As for DB-KSVD."""
     lr: Tolerance | None = None

@@ -144,13 +144,17 @@ class DictionaryModel(abc.ABC):
         return write_model(
             path,
             architecture=self.architecture_name,
-            params=jsonable(self.get_params()),
+            params=self._folder_params(),
             components=self.components_,
             preprocessor=self._preprocessor(),
             data=getattr(self, "data_info_", None),
             state=state,
             tensors=tensors,
         )
+
+    def _folder_params(self) -> dict[str, Any]:
+        """The folder's ``params``: every constructor argument as JSON."""
+        return jsonable(self.get_params())
 
     @classmethod
     def _params_from_config(cls, config: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 
 ``MODEL/config.json``: ``format`` ("dbksvd-model"), ``format_version``, ``architecture``
 ("dbksvd", "random", "sklearn-mbdl", "topk", "batchtopk", "relu", "featurechoice",
-"mutualchoice"), ``params`` (the
+"mutualchoice", "jumprelu", "matryoshka-batchtopk"), ``params`` (the
 estimator's hyperparameters), ``n_features``, ``n_atoms``, ``dtype``, ``preprocessing`` (see
 :mod:`dbksvd.preprocessing`), ``data`` (what it was trained on) and ``state`` (training
 history). ``MODEL/dictionary.safetensors``: ``components`` (K, d) unit-norm atoms, the

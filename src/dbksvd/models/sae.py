@@ -16,6 +16,25 @@ to it unchanged. Architectures (``act``):
 - ``featurechoice`` (Ayonrinde 2024): each latent picks its m = n·k/K largest
   pre-activations in the batch; ``mutualchoice``: the n·k largest entries of the whole batch
   matrix. Both infer with the calibrated threshold θ and use ``aux_zipf``.
+- ``jumprelu`` (Rajamanoharan et al. 2024): ``z_j = pre_j · H(pre_j - θ_j)`` with a learned
+  per-latent threshold ``θ_j = exp(log_threshold_j) > 0``, used as is at inference (no
+  calibration). The Heaviside gets straight-through gradients wrt θ only, from a rectangle
+  kernel of bandwidth ε (``1e-3`` times the RMS norm of the centred, preprocessed training
+  rows, the paper's ε for rows of unit mean squared norm): ``∂z_j/∂θ_j = -(θ_j/ε)
+  1[|pre_j - θ_j| < ε/2]``. The penalty is the expected L0 through the same estimator,
+  ``λ Σ_j H(pre_j - θ_j)`` per row (``∂/∂θ_j = -(λ/ε) 1[...]``), its weight λ steered to the
+  target L0 k by the ReLU SAE's controller (at most 1/k: k latents never cost more than the
+  signal); only epochs with a validation L0 within 10% of k count for early stopping. θ_j
+  starts at latent j's (1 - k/K) quantile of a sample's pre-activations (about k latents fire
+  per row) and is rescaled once by a common factor at the end of the learning-rate warm-up
+  (mean L0 k on that batch): the pre-activations grow as the decoder first aligns with the
+  data, faster than θ can follow at the learning rate.
+- ``matryoshka-batchtopk`` (Bussmann et al. 2025): BatchTopK on latents in nested groups
+  (``groups``, default :func:`dbksvd.config.matryoshka_sizes`: prefixes K/16, K/8, K/4, K/2,
+  K, at most k groups); the loss is the mean over the prefixes m of the normalised MSE of
+  ``z[:, :m] W_dec[:m] + b_dec`` (the first m latents alone), plus AuxK as for ``batchtopk``,
+  so every prefix is an autoencoder of its own; inference with the calibrated threshold θ
+  like ``batchtopk``.
 - ``aux_zipf`` (our reading of Ayonrinde 2024, which generalises AuxK from dead to
   under-used latents): with latents ranked by their running firing density, the expected
   density of rank r is Zipf, ``k · r^-1 / Σ_s s^-1``; latents below half of it count as
@@ -40,13 +59,15 @@ import numpy as np
 import torch
 
 from ..coding import SparseCodes, sparse_encode
-from ..config import SAE_ARCHITECTURES, SAEParams
-from ..errors import InputError, ParameterError
+from ..config import SAE_ARCHITECTURES, SAEParams, matryoshka_sizes
+from ..errors import InputError, ModelFormatError, ParameterError
 from ..preprocessing import Preprocessor, parse_steps
 from ..sources import ArraySource, as_source
-from ..validation import as_matrix, check_n_nonzero, check_positive_int, resolve_device
+from ..validation import as_matrix, check_group_sizes, check_n_nonzero, check_positive_int, resolve_device
 from .base import DictionaryModel
 from .sae_training import (  # noqa: F401  (re-exported: dbksvd.models.sae.train_sae etc.)
+    AUXK_ARCHITECTURES,
+    CONTROLLED_ARCHITECTURES,
     THRESHOLD_ARCHITECTURES,
     SAETrainConfig,
     _aux_loss,
@@ -56,6 +77,8 @@ from .sae_training import (  # noqa: F401  (re-exported: dbksvd.models.sae.train
     evaluate_nmse,
     geometric_median,
     init_sae,
+    init_thresholds,
+    rescale_thresholds,
     train_sae,
 )
 
@@ -89,22 +112,84 @@ def threshold_activation(pre: torch.Tensor, theta: float) -> torch.Tensor:
     return torch.where(pre > theta, pre, torch.zeros_like(pre))
 
 
+def _rectangle(pre: torch.Tensor, theta: torch.Tensor, bandwidth: float) -> torch.Tensor:
+    """(n, K): the rectangle kernel ``1[|pre - θ| < ε/2] / ε``, the STE's density at the jump."""
+    return ((pre - theta).abs() < bandwidth / 2).to(pre.dtype) / bandwidth
+
+
+class _JumpReLU(torch.autograd.Function):
+    """``pre · H(pre - θ)``; backward: ``pre``'s gradient where the latent fires, θ's by the
+    rectangle STE, ``-(θ/ε) K((pre - θ)/ε)`` times the incoming gradient, summed over rows."""
+
+    @staticmethod
+    def forward(ctx, pre, theta, bandwidth):
+        ctx.save_for_backward(pre, theta)
+        ctx.bandwidth = bandwidth
+        return pre * (pre > theta).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        pre, theta = ctx.saved_tensors
+        grad_pre = grad * (pre > theta).to(grad.dtype)
+        grad_theta = -(theta * _rectangle(pre, theta, ctx.bandwidth) * grad).sum(dim=0)
+        return grad_pre, grad_theta, None
+
+
+class _Step(torch.autograd.Function):
+    """``H(pre - θ)``; backward: none for ``pre``, ``-K((pre - θ)/ε)/ε`` for θ (summed over rows)."""
+
+    @staticmethod
+    def forward(ctx, pre, theta, bandwidth):
+        ctx.save_for_backward(pre, theta)
+        ctx.bandwidth = bandwidth
+        return (pre > theta).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        pre, theta = ctx.saved_tensors
+        return None, -(_rectangle(pre, theta, ctx.bandwidth) * grad).sum(dim=0), None
+
+
+def jumprelu_activation(pre: torch.Tensor, theta: torch.Tensor, bandwidth: float) -> torch.Tensor:
+    """``pre`` (n, K) where it exceeds the per-latent threshold ``theta`` (K,), else 0; the
+    rectangle straight-through estimator of bandwidth ε gives θ its gradient."""
+    return _JumpReLU.apply(pre, theta, bandwidth)
+
+
+def expected_l0(pre: torch.Tensor, theta: torch.Tensor, bandwidth: float) -> torch.Tensor:
+    """(n,): active latents per row, ``Σ_j H(pre_j - θ_j)``, differentiable in θ by the same
+    estimator (JumpReLU's sparsity penalty)."""
+    return _Step.apply(pre, theta, bandwidth).sum(dim=1)
+
+
 # -- the module ------------------------------------------------------------------------------
 
 
 class SparseAutoencoder(torch.nn.Module):
-    """Weights: ``W_enc`` (d, K), ``b_enc`` (K,), ``W_dec`` (K, d) unit-norm rows, ``b_dec`` (d,).
-    Buffers: ``theta`` (inference threshold) and ``l1_coef`` (the ReLU controller's λ)."""
+    """Weights: ``W_enc`` (d, K), ``b_enc`` (K,), ``W_dec`` (K, d) unit-norm rows, ``b_dec`` (d,);
+    ``jumprelu`` also ``log_threshold`` (K,), θ = exp(log_threshold). Buffers: ``theta`` (the
+    inference threshold of the batch-level rules) and ``l1_coef`` (the controller's λ: the ReLU
+    SAE's L1 weight, the JumpReLU SAE's L0 weight). ``groups``: the Matryoshka group sizes
+    (``matryoshka-batchtopk``; one group of K otherwise); ``bandwidth``: JumpReLU's ε."""
 
-    def __init__(self, d: int, K: int, architecture: str, k: int):
+    def __init__(self, d: int, K: int, architecture: str, k: int, groups: tuple[int, ...] | None = None):
         super().__init__()
         self.architecture, self.k = architecture, k
+        self.groups = tuple(groups) if groups is not None else (K,)
+        self.bandwidth = 1e-3
         self.W_enc = torch.nn.Parameter(torch.empty(d, K))
         self.b_enc = torch.nn.Parameter(torch.zeros(K))
         self.W_dec = torch.nn.Parameter(torch.empty(K, d))
         self.b_dec = torch.nn.Parameter(torch.zeros(d))
+        if architecture == "jumprelu":
+            self.log_threshold = torch.nn.Parameter(torch.zeros(K))
         self.register_buffer("theta", torch.zeros(()))
         self.register_buffer("l1_coef", torch.zeros(()))
+
+    @property
+    def threshold(self) -> torch.Tensor:
+        """(K,) JumpReLU's per-latent thresholds θ = exp(log_threshold) > 0."""
+        return self.log_threshold.exp()
 
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.b_dec) @ self.W_enc + self.b_enc
@@ -116,17 +201,30 @@ class SparseAutoencoder(torch.nn.Module):
             return topk_activation(pre, self.k)
         if a == "relu":
             return torch.relu(pre)
+        if a == "jumprelu":
+            return jumprelu_activation(pre, self.threshold, self.bandwidth)
         if not training:
             return threshold_activation(pre, float(self.theta))
         if a == "featurechoice":
             return feature_choice_activation(pre, max(1, round(pre.shape[0] * self.k / pre.shape[1])))
-        return batch_topk_activation(pre, self.k)  # batchtopk, mutualchoice
+        return batch_topk_activation(pre, self.k)  # batchtopk, mutualchoice, matryoshka-batchtopk
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.activate(self.pre_activations(x), training=False)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return z @ self.W_dec + self.b_dec
+
+    def decode_prefixes(self, z: torch.Tensor) -> list[torch.Tensor]:
+        """Per Matryoshka prefix m (the ends of ``groups``), the reconstruction (n, d) from the
+        first m latents of ``z`` (n, K) alone, ``z[:, :m] W_dec[:m] + b_dec``; the last is
+        :meth:`decode`'s."""
+        out, x_hat, start = [], self.b_dec, 0
+        for size in self.groups:
+            x_hat = x_hat + z[:, start : start + size] @ self.W_dec[start : start + size]
+            out.append(x_hat)
+            start += size
+        return out
 
 
 def check_architecture(name: str) -> str:
@@ -159,10 +257,12 @@ class SAE(SAEParams, DictionaryModel):
         check_architecture(self.architecture)  # the plainer message first
         self._check_params()
         K = int(self.n_atoms)
+        k = check_n_nonzero(self.n_nonzero, K, d)
         return {
             "architecture": check_architecture(self.architecture),
             "K": K,
-            "k": check_n_nonzero(self.n_nonzero, K, d),
+            "k": k,
+            "groups": self._groups(K, k),
             "preprocessing": parse_steps(self.preprocessing),
             "train": SAETrainConfig(
                 lr=self.lr,
@@ -174,6 +274,16 @@ class SAE(SAEParams, DictionaryModel):
             ),
             "device": resolve_device("auto" if self.device is None else self.device),
         }
+
+    def _groups(self, K: int, k: int) -> tuple[int, ...] | None:
+        """The Matryoshka group sizes of a ``matryoshka-batchtopk`` SAE (None for the others)."""
+        if self.architecture != "matryoshka-batchtopk":
+            if self.groups is not None:
+                raise ParameterError(
+                    f"groups apply only to the matryoshka-batchtopk architecture, not {self.architecture}"
+                )
+            return None
+        return matryoshka_sizes(K, k) if self.groups is None else check_group_sizes(self.groups, K)
 
     def fit(self, X: Any, y: Any = None, *, X_val: Any = None) -> SAE:
         """Train on ``X`` (n, d) (array or store space); ``X_val`` for early stopping."""
@@ -203,10 +313,10 @@ class SAE(SAEParams, DictionaryModel):
         self.preprocessor_ = Preprocessor.fit(cfg["preprocessing"], source.iter_chunks(16384), sample)
         self.n_features_in_ = d
         self.data_info_ = source.describe() if not isinstance(X, (np.ndarray, torch.Tensor)) else {"kind": "array"}
-        module = SparseAutoencoder(d, cfg["K"], cfg["architecture"], cfg["k"]).to(self._device)
-        init_sae(module, self._prepare(sample), gen)
-        X_val_t = self._prepare(val_block)
+        module = SparseAutoencoder(d, cfg["K"], cfg["architecture"], cfg["k"], cfg["groups"]).to(self._device)
         tcfg = cfg["train"]
+        init_sae(module, self._prepare(sample), gen, tcfg.bandwidth)
+        X_val_t = self._prepare(val_block)
 
         def batches(epoch: int):
             for block in source.iter_batches(tcfg.batch_size, rng):
@@ -227,6 +337,8 @@ class SAE(SAEParams, DictionaryModel):
         self.components_ = module.W_dec.detach().cpu().numpy().copy()
         self.history_, self.stopped_ = result["history"], result["stopped"]
         self.train_info_ = {k: v for k, v in result.items() if k != "history"}
+        if cfg["groups"] is not None:
+            self.train_info_["groups"] = list(cfg["groups"])
         return self
 
     def _decoder_bias(self) -> torch.Tensor | None:
@@ -271,7 +383,17 @@ class SAE(SAEParams, DictionaryModel):
             "theta": m.theta,
             "l1_coef": m.l1_coef,
         }
+        if self.architecture == "jumprelu":
+            tensors["log_threshold"] = m.log_threshold
         return self._write_folder(path, {"history": self.history_, **self.train_info_}, tensors)
+
+    def _folder_params(self) -> dict[str, Any]:
+        """``groups`` is written only for ``matryoshka-batchtopk``: the folders of the other
+        architectures stay as earlier versions wrote them (and read them)."""
+        params = super()._folder_params()
+        if self.architecture != "matryoshka-batchtopk" and params.get("groups") is None:
+            params.pop("groups", None)
+        return params
 
     @classmethod
     def load(cls, path: str | Path) -> SAE:
@@ -284,20 +406,28 @@ class SAE(SAEParams, DictionaryModel):
     def _from_folder(cls, config: dict[str, Any], tensors: dict[str, np.ndarray]) -> SAE:
         model = cls(**cls._params_from_config(config))
         K, d = tensors["components"].shape
-        module = SparseAutoencoder(d, K, config["architecture"], int(model.n_nonzero))
-        module.load_state_dict(
-            {
-                "W_enc": torch.from_numpy(tensors["encoder.weight"]),
-                "b_enc": torch.from_numpy(tensors["encoder.bias"]),
-                "W_dec": torch.from_numpy(tensors["components"]),
-                "b_dec": torch.from_numpy(tensors["decoder.bias"]),
-                "theta": torch.from_numpy(tensors["theta"]),
-                "l1_coef": torch.from_numpy(tensors["l1_coef"]),
-            }
-        )
+        state = dict(config["state"])
+        groups = None
+        if config["architecture"] == "matryoshka-batchtopk":
+            try:
+                groups = check_group_sizes(state.get("groups") or model._groups(K, int(model.n_nonzero)), K)
+            except ParameterError as exc:
+                raise ModelFormatError(f"state.groups: {exc}") from None
+        module = SparseAutoencoder(d, K, config["architecture"], int(model.n_nonzero), groups)
+        weights = {
+            "W_enc": "encoder.weight",
+            "b_enc": "encoder.bias",
+            "W_dec": "components",
+            "b_dec": "decoder.bias",
+            "theta": "theta",
+            "l1_coef": "l1_coef",
+        }
+        if config["architecture"] == "jumprelu":
+            weights["log_threshold"] = "log_threshold"
+            module.bandwidth = float(state.get("bandwidth") or module.bandwidth)
+        module.load_state_dict({name: torch.from_numpy(tensors[key]) for name, key in weights.items()})
         model.module_ = module.eval()
         model.components_ = np.array(tensors["components"])
-        state = dict(config["state"])
         model.history_ = list(state.pop("history", []))
         model.stopped_ = state.get("stopped")
         model.train_info_ = state

@@ -1,7 +1,8 @@
 """Training of the sparse autoencoders of :mod:`dbksvd.models.sae`: Adam with warm-up and
 a linear decay, decoder rows kept on the unit sphere, the AuxK / Zipf auxiliary losses, the
-ReLU λ controller, early stopping on the validation NMSE and the threshold calibration of the
-batch-level rules (the recipe is described in :mod:`dbksvd.models.sae`)."""
+λ controller of the ReLU (L1) and JumpReLU (L0) penalties, the Matryoshka prefix loss, early
+stopping on the validation NMSE and the threshold calibration of the batch-level rules (the
+recipe is described in :mod:`dbksvd.models.sae`)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,18 @@ if TYPE_CHECKING:
     from .sae import SparseAutoencoder
 
 #: Architectures that infer with the threshold θ calibrated after each epoch.
-THRESHOLD_ARCHITECTURES = ("batchtopk", "featurechoice", "mutualchoice")
+THRESHOLD_ARCHITECTURES = ("batchtopk", "featurechoice", "mutualchoice", "matryoshka-batchtopk")
+#: Architectures whose sparsity penalty's weight λ (``l1_coef``) a controller steers to L0 = k;
+#: only their epochs with a validation L0 within 10% of k count for early stopping.
+CONTROLLED_ARCHITECTURES = ("relu", "jumprelu")
+#: Architectures whose auxiliary loss (AuxK) reaches the dead latents; the others but the
+#: controlled ones use ``aux_zipf``.
+AUXK_ARCHITECTURES = ("topk", "batchtopk", "matryoshka-batchtopk")
 
 
 @dataclass
 class SAETrainConfig:
-    """Training hyperparameters; the defaults train the five architectures without tuning."""
+    """Training hyperparameters; the defaults train the seven architectures without tuning."""
 
     lr: float | None = None  # None: 4e-4 · sqrt(16384 / K), at most 4e-3 (Gao et al.'s scaling)
     batch_size: int = 4096
@@ -31,7 +38,8 @@ class SAETrainConfig:
     aux_k: int | None = None  # None: min(512, d // 2)
     aux_coef: float = 1 / 32
     dead_rows: int | None = None  # None: one epoch of rows, at most 10M
-    l1_rate: float = 0.1  # ReLU controller: λ ← λ · (L0 / k)^l1_rate per step (L0/k clipped to [0.1, 10])
+    l1_rate: float = 0.1  # ReLU/JumpReLU controller: λ ← λ · (L0 / k)^l1_rate per step (L0/k clipped to [0.1, 10])
+    bandwidth: float = 1e-3  # JumpReLU STE: ε = bandwidth · the RMS norm of the centred training rows
 
 
 def geometric_median(X: torch.Tensor, iters: int = 50, eps: float = 1e-8) -> torch.Tensor:
@@ -46,14 +54,44 @@ def geometric_median(X: torch.Tensor, iters: int = 50, eps: float = 1e-8) -> tor
     return y
 
 
-def init_sae(model: SparseAutoencoder, sample: torch.Tensor, generator: torch.Generator) -> None:
-    """Random unit decoder rows, encoder = decoder transpose, b_dec = geometric median."""
+def init_sae(
+    model: SparseAutoencoder, sample: torch.Tensor, generator: torch.Generator, bandwidth: float = 1e-3
+) -> None:
+    """Random unit decoder rows, encoder = decoder transpose, b_dec = geometric median of the
+    ``sample`` (m, d); a JumpReLU SAE's thresholds by :func:`init_thresholds`."""
     with torch.no_grad():
         W = torch.randn(model.W_dec.shape, generator=generator, dtype=model.W_dec.dtype).to(model.W_dec.device)
         model.W_dec.copy_(W / torch.linalg.vector_norm(W, dim=1, keepdim=True))
         model.W_enc.copy_(model.W_dec.T)
         model.b_enc.zero_()
         model.b_dec.copy_(geometric_median(sample.to(model.b_dec)))
+    if model.architecture == "jumprelu":
+        init_thresholds(model, sample, bandwidth)
+
+
+@torch.no_grad()
+def init_thresholds(model: SparseAutoencoder, sample: torch.Tensor, bandwidth: float = 1e-3, rows: int = 4096) -> None:
+    """JumpReLU: ε = ``bandwidth`` · the RMS norm of the centred rows of ``sample`` (m, d) (the
+    data scale after preprocessing; 1e-3 is the JumpReLU paper's ε for rows of unit mean squared
+    norm), and θ_j latent j's (1 - k/K) quantile of the pre-activations of (at most ``rows`` of)
+    the sample, at least ε, so that about k latents fire per row."""
+    x = sample[:rows].to(model.b_dec)
+    scale = float((x - model.b_dec).square().sum(dim=1).mean().sqrt())
+    model.bandwidth = bandwidth * (scale if scale > 0 else 1.0)
+    pre = model.pre_activations(x)
+    n_fire = min(x.shape[0], max(1, round(x.shape[0] * model.k / pre.shape[1])))
+    theta = pre.topk(n_fire, dim=0).values[-1]
+    model.log_threshold.copy_(theta.clamp_min(model.bandwidth).log())
+
+
+@torch.no_grad()
+def rescale_thresholds(model: SparseAutoencoder, x: torch.Tensor) -> None:
+    """JumpReLU: multiply every θ_j by one factor c so that the rows ``x`` (n, d) have a mean L0
+    of k: c is the (n·k)-th largest ratio pre-activation / θ (θ kept at least ε)."""
+    ratio = (model.pre_activations(x) / model.threshold).flatten()
+    c = float(ratio.topk(min(ratio.numel(), x.shape[0] * model.k)).values[-1])
+    if c > 0:
+        model.log_threshold.copy_((model.threshold * c).clamp_min(model.bandwidth).log())
 
 
 def _nmse(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
@@ -99,6 +137,8 @@ def train_sae(
     model's device). Returns the history and why training stopped; the weights are those of
     the best validation epoch (``best_val_nmse`` None when no epoch counted for early
     stopping). Raises :class:`FloatingPointError` on a non-finite loss."""
+    from .sae import expected_l0
+
     K, d = model.W_dec.shape
     k = model.k
     steps_per_epoch = max(1, math.ceil(n_train / cfg.batch_size))
@@ -121,7 +161,8 @@ def train_sae(
     dead_rows = cfg.dead_rows or min(n_train, 10_000_000)
     since_fired = torch.zeros(K, device=model.W_dec.device)
     density = torch.full((K,), k / K, device=model.W_dec.device)
-    if model.architecture == "relu":
+    controlled = model.architecture in CONTROLLED_ARCHITECTURES
+    if controlled:
         model.l1_coef.fill_(1e-3)
     best, best_state, bad_epochs, history, step = math.inf, None, 0, [], 0
     stop = "max_epochs"
@@ -129,16 +170,27 @@ def train_sae(
         t0, total_loss, rows = time.perf_counter(), 0.0, 0
         model.train()
         for x in batches(epoch):
+            if model.architecture == "jumprelu" and step == warm:
+                # the pre-activations grow as the decoder first aligns with the data, faster
+                # than θ can follow: rescale θ once, at the end of the warm-up
+                rescale_thresholds(model, x)
             pre = model.pre_activations(x)
             z = model.activate(pre, training=True)
-            x_hat = model.decode(z)
-            loss = _nmse(x, x_hat)
+            if model.architecture == "matryoshka-batchtopk":  # every prefix reconstructs on its own
+                prefixes = model.decode_prefixes(z)
+                x_hat = prefixes[-1]
+                loss = torch.stack([_nmse(x, p) for p in prefixes]).mean()
+            else:
+                x_hat = model.decode(z)
+                loss = _nmse(x, x_hat)
             fired = (z > 0).any(dim=0)
             since_fired = torch.where(fired, torch.zeros_like(since_fired), since_fired + x.shape[0])
             density = 0.99 * density + 0.01 * (z > 0).float().mean(dim=0)
             if model.architecture == "relu":
                 loss = loss + model.l1_coef * (z.sum(dim=1) / x.square().sum(dim=1).sqrt().clamp_min(1e-12)).mean()
-            elif model.architecture in ("topk", "batchtopk"):
+            elif model.architecture == "jumprelu":
+                loss = loss + model.l1_coef * expected_l0(pre, model.threshold, model.bandwidth).mean()
+            elif model.architecture in AUXK_ARCHITECTURES:
                 loss = loss + cfg.aux_coef * _aux_loss(
                     model, pre, (x - x_hat).detach(), since_fired >= dead_rows, aux_k
                 )
@@ -158,9 +210,11 @@ def train_sae(
             step += 1
             with torch.no_grad():
                 model.W_dec /= torch.linalg.vector_norm(model.W_dec, dim=1, keepdim=True).clamp_min(1e-12)
-                if model.architecture == "relu":
+                if controlled:
                     l0 = float((z > 0).sum(dim=1).float().mean())
                     model.l1_coef.mul_(min(10.0, max(0.1, l0 / k)) ** cfg.l1_rate)
+                    if model.architecture == "jumprelu":  # k latents never cost more than the signal
+                        model.l1_coef.clamp_(max=1.0 / k)
             total_loss += float(loss.detach()) * x.shape[0]
             rows += x.shape[0]
             if progress is not None:
@@ -180,8 +234,8 @@ def train_sae(
         )
         if progress is not None:
             progress.set_postfix(epoch=epoch + 1, val_nmse=f"{val:.4f}", l0=f"{val_l0:.1f}")
-        # the ReLU SAE's λ is still moving while its L0 is off target: such epochs don't count
-        eligible = model.architecture != "relu" or 0.9 * k <= val_l0 <= 1.1 * k
+        # the ReLU/JumpReLU SAE's λ is still moving while its L0 is off target: such epochs don't count
+        eligible = not controlled or 0.9 * k <= val_l0 <= 1.1 * k
         if not eligible:
             continue
         if val < best - 1e-5:
@@ -205,7 +259,10 @@ def train_sae(
     # None (JSON null) when no epoch counted, e.g. a ReLU SAE whose L0 never came near k: the
     # same value in memory, in config.json and after loading (inf is not JSON)
     best_val = best if math.isfinite(best) else None
-    return {"history": history, "stopped": stop, "best_val_nmse": best_val, "lr": lr, "steps": step}
+    out = {"history": history, "stopped": stop, "best_val_nmse": best_val, "lr": lr, "steps": step}
+    if model.architecture == "jumprelu":
+        out["bandwidth"] = model.bandwidth
+    return out
 
 
 @torch.no_grad()

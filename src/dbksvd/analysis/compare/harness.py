@@ -11,7 +11,7 @@ import numpy as np
 from ... import metrics
 from ..._progress import progress
 from ..._resources import PeakRSS
-from ...config import SAE_METHODS, CompareConfig
+from ...config import SAE_METHODS, CompareConfig, matryoshka_sizes
 from ...data.splits import split_rows
 from ...errors import DbksvdError, InputError, MissingDependencyError, ParameterError
 from ...update import atom_usage
@@ -25,8 +25,16 @@ def make_model(method: str, K: int, k: int, cfg: CompareConfig, n_train: int) ->
 
     common = {"preprocessing": cfg.preprocessing, "random_state": cfg.random_state, "device": cfg.device}
     if method.startswith("dbksvd"):
+        # dbksvd-matryoshka: the nested groups of the matryoshka-batchtopk SAE (one helper for both)
+        groups = list(matryoshka_sizes(K, k)) if method == "dbksvd-matryoshka" else None
         return DBKSVD(
-            K, k, coder=coder_name(method), max_iter=cfg.dbksvd_max_iter, batch_size=cfg.dbksvd_batch_size, **common
+            K,
+            k,
+            coder=coder_name(method),
+            groups=groups,
+            max_iter=cfg.dbksvd_max_iter,
+            batch_size=cfg.dbksvd_batch_size,
+            **common,
         )
     if method == "random":
         return RandomDictionary(K, k, **common)
