@@ -59,23 +59,32 @@ def embed_dataset(
         raise ParameterError(f"batch_size must be positive, got {batch_size}")
     if granularity not in GRANULARITIES:
         raise ParameterError(f"granularity must be one of {', '.join(GRANULARITIES)}; got {granularity!r}")
-    if granularity != "item":
-        return _embed_rows(
-            dataset, out, encoder, granularity, class_token, dtype, shard_rows, batch_size, show_progress
-        )
-    spaces = _plan_spaces(dataset, encoder, text_encoder, captions)
+    if granularity == "item":
+        plan = _plan_spaces(dataset, encoder, text_encoder, captions)
+        spaces = {name: {"encoder": enc.spec(), "dim": enc.dim(modality)} for name, (enc, modality, _) in plan.items()}
+
+        def fill(writer: StoreWriter) -> None:
+            _fill(dataset, writer, plan, batch_size, show_progress)
+    else:
+        modality, spec = _plan_rows(dataset, encoder, granularity, class_token)
+        spaces = {modality: {"encoder": spec, "dim": spec["dims"][modality]}}
+
+        def fill(writer: StoreWriter) -> None:
+            _fill_rows(dataset, writer, encoder, modality, class_token, batch_size, show_progress)
+
     writer = StoreWriter(
         out,
         dataset=dataset.spec(),
         dtype=dtype,
         shard_rows=shard_rows,
         label_names=dataset.label_names,
-        spaces={name: {"encoder": enc.spec(), "dim": enc.dim(modality)} for name, (enc, modality, _) in spaces.items()},
+        granularity=granularity,
+        spaces=spaces,
     )
     if writer.complete:
         return EmbeddingStore(out)
     try:
-        _fill(dataset, writer, spaces, batch_size, show_progress)
+        fill(writer)
         writer.finish(skipped=dataset.skipped)
     except BaseException:
         writer.discard_if_empty()  # a store with no finished shard is not worth resuming
@@ -170,18 +179,9 @@ def _fill(
 # -- per token or patch ---------------------------------------------------------------------
 
 
-def _embed_rows(
-    dataset: Dataset,
-    out: str | os.PathLike,
-    encoder: Any,
-    granularity: str,
-    class_token: bool,
-    dtype: str,
-    shard_rows: int,
-    batch_size: int,
-    show_progress: bool,
-) -> EmbeddingStore:
-    """:func:`embed_dataset` with one row per token or patch."""
+def _plan_rows(dataset: Dataset, encoder: Any, granularity: str, class_token: bool) -> tuple[str, dict[str, Any]]:
+    """``(space, encoder spec)`` of a token or patch store, or a ParameterError naming what
+    does not fit (a text encoder with --patches, an image dataset with --tokens, ...)."""
     modality = "text" if granularity == "token" else "image"
     if granularity not in getattr(encoder, "granularities", ("item",)):
         raise ParameterError(str(encoder._no_granularity(granularity)))
@@ -189,25 +189,7 @@ def _embed_rows(
         flag = "--tokens" if granularity == "token" else "--patches"
         article = "a" if modality == "text" else "an"
         raise ParameterError(f"{flag} needs {article} {modality} dataset; {dataset.name} holds {dataset.modality}s")
-    spec = encoder.token_spec() if granularity == "token" else encoder.patch_spec(class_token)
-    writer = StoreWriter(
-        out,
-        dataset=dataset.spec(),
-        dtype=dtype,
-        shard_rows=shard_rows,
-        label_names=dataset.label_names,
-        granularity=granularity,
-        spaces={modality: {"encoder": spec, "dim": spec["dims"][modality]}},
-    )
-    if writer.complete:
-        return EmbeddingStore(out)
-    try:
-        _fill_rows(dataset, writer, encoder, modality, class_token, batch_size, show_progress)
-        writer.finish()
-    except BaseException:
-        writer.discard_if_empty()
-        raise
-    return EmbeddingStore(out)
+    return modality, encoder.token_spec() if granularity == "token" else encoder.patch_spec(class_token)
 
 
 class _RowBuffer:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ...config import DEFAULT_TEXT_ENCODER, ExplainConfig
 from ...data.splits import as_describe_select_test, split_rows
-from ...errors import MissingDependencyError
+from ...errors import MissingDependencyError, ParameterError
 from ...metrics import unit_rows
 from .describe import CaptionTerms
 from .text import SharedSpace, TextSide
@@ -56,6 +56,11 @@ def explain_context(
 
     cfg = config or ExplainConfig()
     cfg.validate()
+    if store.granularity != "item":
+        raise ParameterError(
+            f"{store.path} is a {store.granularity} store: atom descriptions here describe whole items "
+            "(captioned images, texts); fit and compare work on its rows"
+        )
     space = space or store.default_space()
     rows = store.space(space)
     if model is not None:
