@@ -390,3 +390,41 @@ def test_missing_packages_name_the_extra(monkeypatch, emoji):
         get_encoder("minilm", device="cpu").encode_texts(["a dog"])
     with pytest.raises(MissingDependencyError, match=r"dbksvd\[clip\]"):
         get_encoder("clip:openai/clip-vit-base-patch32").dim("text")
+
+
+def direct_hidden(folder, model_cls: str, images, layer: int):
+    """Hidden state ``layer`` of the vision transformer at every token, by transformers directly."""
+    import transformers
+    from PIL import Image
+
+    model = getattr(transformers, model_cls).from_pretrained(folder).eval()
+    pil = {"backend": "pil"} if int(transformers.__version__.split(".")[0]) >= 5 else {"use_fast": False}
+    processor = transformers.AutoImageProcessor.from_pretrained(folder, **pil)
+    rgb = [Image.alpha_composite(Image.new("RGBA", im.size, "white"), im).convert("RGB") for im in images]
+    pixels = processor(images=rgb, return_tensors="pt")["pixel_values"]
+    vision = model.vision_model if hasattr(model, "vision_model") else model
+    with torch.inference_mode():
+        return vision(pixel_values=pixels, output_hidden_states=True).hidden_states[layer].numpy()
+
+
+def test_vit_and_clip_patches(tiny_vit, tiny_clip, emoji):
+    """Every patch token of hidden state L (after the class and register tokens), row-major;
+    the class token first with class_token=True."""
+    kind, folder = tiny_vit
+    images = emoji[1][30:33]
+    for spec, cls, layer in [(f"vit:{folder}", "AutoModel", 1), (f"clip:{tiny_clip}", "CLIPModel", -1)]:
+        enc = get_encoder(spec, layer=layer, device="cpu")
+        ref = direct_hidden(spec.split(":", 1)[1], cls, images, layer)
+        patches = enc.encode_patches(images, batch_size=2)
+        grid = 4  # 32 / 8
+        assert patches.rows.shape == (3 * grid * grid, 32)
+        first = ref.shape[1] - grid * grid
+        np.testing.assert_allclose(patches.rows, ref[:, first:].reshape(-1, 32), atol=1e-5)
+        assert list(patches.patch_row[:5]) == [0, 0, 0, 0, 1] and list(patches.patch_col[:5]) == [0, 1, 2, 3, 0]
+        with_cls = enc.encode_patches(images, class_token=True)
+        assert with_cls.position[0] == -1 and len(with_cls) == 3 * (grid * grid + 1)
+        np.testing.assert_allclose(with_cls.rows[0], ref[0, 0], atol=1e-5)
+        spec_ = enc.patch_spec(class_token=True)
+        assert spec_["output"] == "patch_tokens" and spec_["grid"] == [grid, grid] and spec_["class_token"]
+    with pytest.raises(InputError, match="--tokens applies to text transformers"):
+        get_encoder(f"vit:{folder}").encode_tokens(["a cat"])
