@@ -37,7 +37,7 @@ How to run
 
     python benchmarks/tokens.py                                   # everything (about an hour on 2 cores)
     python benchmarks/tokens.py --parts capture,stream            # capture and the streamed fit only
-    python benchmarks/tokens.py --parts text --layer 5 --text-atoms 1024
+    python benchmarks/tokens.py --parts text --layer 5 --glosses 1500 --text-items 1500
 
 Results: ``benchmarks/results/tokens-<UTC time>.json``; exit status 1 when a graded target fails.
 
@@ -65,6 +65,7 @@ def parse_args(argv=None):
     )
     p.add_argument("--parts", default="capture,stream,text,patches")
     p.add_argument("--layer", type=int, default=3, help="MiniLM hidden state (default 3)")
+    p.add_argument("--glosses", type=int, default=None, help="the first N glosses only (default: all 82,115)")
     p.add_argument("--rate-items", type=int, default=2000)
     p.add_argument("--stream-atoms", type=int, default=1024)
     p.add_argument("--stream-nnz", type=int, default=16)
@@ -107,9 +108,10 @@ def token_store(args):
     from dbksvd.embedding import embed_dataset
     from dbksvd.encoders import get_encoder
 
-    path = Path(args.stores) / f"glosses-minilm-l{args.layer}"
+    path = Path(args.stores) / (f"glosses-minilm-l{args.layer}" + ("" if args.glosses is None else f"-{args.glosses}"))
     t0 = time.perf_counter()
-    store = embed_dataset(WordNetGlosses(), path, get_encoder("minilm", layer=args.layer), granularity="token")
+    data = WordNetGlosses(limit=args.glosses)
+    store = embed_dataset(data, path, get_encoder("minilm", layer=args.layer), granularity="token")
     return store, time.perf_counter() - t0
 
 
