@@ -472,7 +472,8 @@ def test_minilm_dbksvd_beats_random_directions_on_the_sentence_splice(tmp_path, 
 @needs_font
 def test_effnet_patches_dbksvd_beats_random_directions_on_the_head(tmp_path, effnet):
     from dbksvd import DBKSVD
-    from dbksvd.analysis.splice import _head_logits, model_reconstruct
+    from dbksvd.analysis.splice import model_reconstruct
+    from dbksvd.analysis.splice.head import _head_logits
     from dbksvd.data import EmojiDataset
 
     data = EmojiDataset(FONT, limit=160)
