@@ -25,7 +25,8 @@ import numpy as np
 
 from ._progress import progress
 from .data.datasets import Dataset, SkipItem
-from .data.store import DEFAULT_SHARD_ROWS, GRANULARITIES, ROW_FIELDS, EmbeddingStore, StoreWriter
+from .data.store import DEFAULT_SHARD_ROWS, GRANULARITIES, ROW_FIELDS, EmbeddingStore
+from .data.store_writer import StoreWriter
 from .errors import InputError, ParameterError
 
 #: Skipped items listed by id in the manifest (the counts cover all of them).

@@ -18,7 +18,8 @@ from .datasets import (
     get_dataset,
 )
 from .images import decode_image
-from .store import EmbeddingStore, StoreSpace, StoreWriter, is_store, open_rows
+from .store import EmbeddingStore, StoreSpace, is_store, open_rows
+from .store_writer import StoreWriter
 from .synthetic import SparseProblem, make_sparse_problem
 from .vocab import VOCABULARY_NAMES, Vocabulary, load_vocabulary
 
