@@ -392,12 +392,3 @@ def test_compare_and_evaluate_a_token_store_with_splice_columns(tmp_path, bert, 
     np.save(tmp_path / "x.npy", np.ones((3, 32), np.float32))
     assert main(["evaluate", str(out / "models" / "dbksvd-k4"), str(tmp_path / "x.npy"), "--splice"]) == 2
     assert "--splice needs a store" in capsys.readouterr().err
-
-
-def test_explain_refuses_a_token_store_in_one_line(tmp_path, bert):
-    from dbksvd.analysis.explain import explain_context
-
-    store = embed_dataset(texts_file(tmp_path, TEXTS), tmp_path / "s", get_encoder(f"hf:{bert}"), granularity="token",
-                          show_progress=False)  # fmt: skip
-    with pytest.raises(ParameterError, match="token store: atom descriptions here describe whole items"):
-        explain_context(store, "text")

@@ -121,6 +121,12 @@ class ExplainConfig:
     and side."""
     score_top: Annotated[Count, cli(metavar="N")] = 10
     """Top held-out items per atom whose captions score specificity (items)."""
+    max_rows: Annotated[Count, cli(metavar="N")] = 20_000
+    """Token and patch stores: the atoms are described on a seeded sample of whole texts or
+    images with at most this many rows (tokens or patches) in all."""
+    window: Annotated[Count, cli(metavar="TOKENS")] = 4
+    """Token stores: a token's caption (what its descriptions are scored against) is its
+    context, this many tokens on each side of it."""
     select_fraction: Fraction = 0.2
     """Share of the items in the select split (choice of the descriptions with describe)."""
     test_fraction: Fraction = 0.2

@@ -155,11 +155,14 @@ class EmbeddingStore:
         cols = self.columns(ITEM_FIELDS)
         return [dict(zip(ITEM_FIELDS, values)) for values in zip(*(cols[f] for f in ITEM_FIELDS))]
 
-    def columns(self, names: tuple[str, ...] | list[str], *, items: bool = False) -> dict[str, list | np.ndarray]:
+    def columns(
+        self, names: tuple[str, ...] | list[str], *, items: bool = False, rows: np.ndarray | None = None
+    ) -> dict[str, list | np.ndarray]:
         """Metadata columns over all shards, in order: per row (default) or, with
         ``items=True``, per item. Numeric fields come back as numpy arrays (``label`` as a
         list, since it may be null), strings as lists. An item store answers both with the
-        same rows."""
+        same rows. ``rows``: sorted row (or, with ``items``, item) indices to read, e.g. a
+        sample of a store too large for a Python string per row; default all."""
         table = "rows" if not items and self.granularity != "item" else "items"
         fields = ITEM_FIELDS if table == "items" else ROW_FIELDS[self.granularity]
         unknown = [n for n in names if n not in fields]
@@ -167,7 +170,22 @@ class EmbeddingStore:
             raise ParameterError(
                 f"{self.path}: no {'item' if table == 'items' else 'row'} field {unknown[0]!r}; it has {', '.join(fields)}"
             )
-        parts = [self._read_metadata(table, i, list(names)) for i in range(len(self.manifest["shards"]))]
+        shards = self.manifest["shards"]
+        if rows is None:
+            picks = [None] * len(shards)
+        else:
+            rows = np.asarray(rows, dtype=np.int64)
+            sizes = [s["items"] if table == "items" and self.granularity != "item" else s["rows"] for s in shards]
+            offsets = np.cumsum([0] + sizes)
+            if rows.size and (rows[0] < 0 or rows[-1] >= offsets[-1] or np.any(np.diff(rows) < 0)):
+                raise InputError(f"metadata indices must be sorted and within 0..{offsets[-1] - 1}")
+            bounds = np.searchsorted(rows, offsets)
+            picks = [rows[bounds[i] : bounds[i + 1]] - offsets[i] for i in range(len(shards))]
+        parts = [
+            self._read_metadata(table, i, list(names), pick)
+            for i, pick in enumerate(picks)
+            if pick is None or pick.size
+        ]
         out: dict[str, list | np.ndarray] = {}
         for name in names:
             chunks = [p[name] for p in parts]
@@ -183,14 +201,18 @@ class EmbeddingStore:
             return np.arange(self.count, dtype=np.int64)
         return self.columns(("item",))["item"]
 
-    def _read_metadata(self, table: str, index: int, names: list[str]) -> dict[str, Any]:
+    def _read_metadata(
+        self, table: str, index: int, names: list[str], pick: np.ndarray | None = None
+    ) -> dict[str, Any]:
         """Columns ``names`` of shard ``index`` of ``metadata/`` (table "rows", or an item store's
-        "items") or ``items/``; checked against the manifest's row or item count."""
+        "items") or ``items/``; checked against the manifest's row or item count. ``pick``:
+        the shard-local rows to return (default all)."""
         shard = self.manifest["shards"][index]
         folder = ITEMS_DIR if table == "items" and self.granularity != "item" else METADATA_DIR
         expected = shard["rows"] if folder == METADATA_DIR else shard["items"]
         if self.manifest["format_version"] == 1:
-            return _read_jsonl_metadata(self.path / METADATA_DIR / f"{shard_name(index)}.jsonl", expected, names)
+            data = _read_jsonl_metadata(self.path / METADATA_DIR / f"{shard_name(index)}.jsonl", expected, names)
+            return data if pick is None else {k: [v[i] for i in pick] for k, v in data.items()}
         path = self.path / folder / f"{shard_name(index)}.parquet"
         import pyarrow.parquet as pq
 
@@ -202,6 +224,8 @@ class EmbeddingStore:
             raise DataFileError(f"{path}: corrupt metadata shard ({' '.join(str(exc).split())[:100]})") from None
         if data.num_rows != expected:
             raise DataFileError(f"{path}: {data.num_rows} metadata rows but the manifest says {expected}")
+        if pick is not None:
+            data = data.take(pick)
         return {
             name: (data.column(name).to_numpy() if name in INT_FIELDS else data.column(name).to_pylist())
             for name in names

@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 
 from ...config import DEFAULT_TEXT_ENCODER, ExplainConfig
-from ...data.splits import as_describe_select_test, split_rows
-from ...errors import MissingDependencyError, ParameterError
+from ...data.splits import as_describe_select_test, split_by_item, split_rows
+from ...errors import MissingDependencyError
 from ...metrics import unit_rows
-from .describe import CaptionTerms
+from .describe import CaptionTerms, token_terms
+from .samples import RowSample, sample_rows
 from .text import SharedSpace, TextSide
 
 
@@ -23,19 +24,20 @@ class ExplainContext:
 
     cfg: ExplainConfig
     rows: Any  # the store space (a row source)
-    X: np.ndarray  # (n, d) its rows, in memory
+    X: np.ndarray  # (n, d) its rows, in memory (token and patch stores: the sample's)
     ids: list[str]
     captions: list[str | None]
     split: dict[str, np.ndarray]  # describe / select / test row ids
     text: TextSide | None
     caption_unit: np.ndarray | None  # (n, e) unit caption embeddings, or None (no scores)
-    terms: CaptionTerms | None
+    terms: list[CaptionTerms]  # the caption terms (and, for tokens, the token strings)
     mapping: Any  # SharedSpace, a fitted LinearBridge, or None
     # (Vocabulary, its vectors in the comparison space, its vectors in the text space centred)
     vocabularies: list[tuple[Any, np.ndarray, np.ndarray]]
     head: Any  # ClassifierHead or None
     notes: list[str]
     info: dict[str, Any]
+    sample: RowSample | None = None  # token and patch stores: the rows described
 
 
 def explain_context(
@@ -56,25 +58,31 @@ def explain_context(
 
     cfg = config or ExplainConfig()
     cfg.validate()
-    if store.granularity != "item":
-        raise ParameterError(
-            f"{store.path} is a {store.granularity} store: atom descriptions here describe whole items "
-            "(captioned images, texts); fit and compare work on its rows"
-        )
     space = space or store.default_space()
     rows = store.space(space)
     if model is not None:
         check_rows(model, rows)
-    X = rows.to_numpy().astype(np.float32)
-    meta = store.metadata()
-    ids = [str(m.get("id")) for m in meta]
-    captions = [m.get("caption") or None for m in meta]
-    if split is None:
+    notes: list[str] = []
+    sample = None
+    if store.granularity == "item":
+        X = rows.to_numpy().astype(np.float32)
+        meta = store.metadata()
+        ids = [str(m.get("id")) for m in meta]
+        captions = [m.get("caption") or None for m in meta]
+    else:  # millions of rows: a sample of whole texts or images
+        sample = sample_rows(store, cfg.max_rows, cfg.random_state, cfg.window)
+        X = rows.take(sample.rows).astype(np.float32)
+        ids, captions = sample.ids, sample.captions
+        notes.extend(sample.notes)
+    if split is None and sample is not None:
+        split = as_describe_select_test(
+            split_by_item(sample.item, cfg.test_fraction, cfg.select_fraction, cfg.random_state, max_rows=len(sample))
+        )
+    elif split is None:
         split = as_describe_select_test(
             split_rows(X.shape[0], cfg.test_fraction, cfg.select_fraction, cfg.random_state)
         )
     encoder_of = {name: s["encoder"]["name"] for name, s in store.manifest["spaces"].items()}
-    notes: list[str] = []
     info: dict[str, Any] = {
         "store": str(store.path),
         "space": space,
@@ -84,17 +92,29 @@ def explain_context(
         "encoder": encoder_of[space],
         "split": {k: int(len(v)) for k, v in split.items()},
     }
+    if sample is not None:
+        info["granularity"] = store.granularity
+        info["sample"] = {"rows": len(sample), "items": len(sample.item_ids), "of_rows": store.count}
+        if sample.granularity == "token":
+            info["window"] = cfg.window
     text_spec, text_space = _text_encoder(cfg, encoder_of)
-    shared = encoder_of[space] == text_spec
+    # a token store's rows are a hidden layer, not the text encoder's sentence embeddings
+    shared = encoder_of[space] == text_spec and store.granularity == "item"
     text = TextSide(text_spec, show_progress)
     info["text_encoder"] = text_spec
-    caption_rows = _caption_rows(store, text_space, X if shared else None, captions, text)
+    if sample is not None and sample.granularity == "token" and sample.has_texts:
+        caption_rows = _token_caption_rows(sample, text)
+    else:
+        caption_rows = _caption_rows(store, text_space, X if shared else None, captions, text)
     caption_unit, terms = _caption_terms(caption_rows, captions, text, notes)
+    if sample is not None and sample.granularity == "token" and caption_unit is not None and sample.has_texts:
+        terms.append(CaptionTerms(sample.words, source="tokens", terms=token_terms))
     mapping = _text_mapping(shared, X, caption_rows, caption_unit, captions, split, cfg, info, notes)
-    vocabularies = _vocabularies(mapping, captions, text, cfg, info, notes)
+    defaults = ("wordnet",) if store.granularity == "token" else None  # context windows are no vocabulary
+    vocabularies = _vocabularies(mapping, captions, text, cfg, info, notes, defaults)
     head = _classifier_head(space, encoder_of[space], text, info, notes)
     return ExplainContext(
-        cfg, rows, X, ids, captions, split, text, caption_unit, terms, mapping, vocabularies, head, notes, info
+        cfg, rows, X, ids, captions, split, text, caption_unit, terms, mapping, vocabularies, head, notes, info, sample
     )
 
 
@@ -130,18 +150,26 @@ def _caption_rows(
     return rows
 
 
+def _token_caption_rows(sample: RowSample, text: TextSide) -> np.ndarray:
+    """(n, e) the caption embedding of every sampled token: the mean of the unit embeddings of
+    its word and of its context window (a description may name either); each distinct text
+    is embedded once."""
+    windows = [c or w for c, w in zip(sample.captions, sample.words)]
+    return 0.5 * (text.embed(windows) + text.embed(sample.words))
+
+
 def _caption_terms(
     caption_rows: np.ndarray | None, captions: list[str | None], text: TextSide, notes: list[str]
-) -> tuple[np.ndarray | None, CaptionTerms | None]:
+) -> tuple[np.ndarray | None, list[CaptionTerms]]:
     """The unit caption embeddings (n, e) the scores compare descriptions with, and the caption
-    term counts; (None, None) with fewer than two captions (no scores, said in ``notes``)."""
+    term counts; (None, []) with fewer than two captions (no scores, said in ``notes``)."""
     n, n_captioned = len(captions), sum(c is not None for c in captions)
     if n_captioned < 2:
         notes.append(
             "the store has no captions: descriptions come from vocabularies and the classifier head "
             "only, and faithfulness and specificity cannot be computed"
         )
-        return None, None
+        return None, []
     caption_unit = unit_rows(caption_rows)
     text.known(captions, caption_unit)
     if n_captioned < n:
@@ -149,7 +177,7 @@ def _caption_terms(
             f"{n - n_captioned} of {n} items have no caption: they count as dissimilar to every "
             "description in the scores"
         )
-    return caption_unit, CaptionTerms(captions)
+    return caption_unit, [CaptionTerms(captions)]
 
 
 def _text_mapping(
@@ -191,18 +219,25 @@ def _text_mapping(
 
 
 def _vocabularies(
-    mapping: Any, captions: list[str | None], text: TextSide, cfg: ExplainConfig, info: dict, notes: list[str]
+    mapping: Any,
+    captions: list[str | None],
+    text: TextSide,
+    cfg: ExplainConfig,
+    info: dict,
+    notes: list[str],
+    defaults: tuple[str, ...] | None = None,
 ) -> list[tuple[Any, np.ndarray, np.ndarray]]:
     """Each vocabulary with its entries in the comparison space and in the centred text space
-    (none without a way into the text space). A default vocabulary whose package is missing is
-    skipped with a note; one asked for by name is an error."""
+    (none without a way into the text space). ``defaults``: the vocabularies when the config
+    names none (default: captions when present, imagenet, wordnet). A default vocabulary whose
+    package is missing is skipped with a note; one asked for by name is an error."""
     from ...data.vocab import load_vocabulary
 
     if mapping is None:
         if cfg.vocabularies is not None:
             notes.append("vocabularies were given but there is no way into the text space: they are not used")
         return []
-    names = cfg.vocabularies
+    names = cfg.vocabularies or defaults
     if names is None:
         names = (("captions",) if any(c is not None for c in captions) else ()) + ("imagenet", "wordnet")
     vocabularies = []

@@ -98,19 +98,30 @@ def caption_terms(text: str) -> list[str]:
     return list(dict.fromkeys(words + pairs))
 
 
+def token_terms(token: str) -> list[str]:
+    """The term of one token: the token itself, lower case (stop words included: an atom may
+    well be about "of")."""
+    term = " ".join(tokenize(token))
+    return [term] if term else []
+
+
 class CaptionTerms:
     """The term counts of a caption corpus, for log-odds against any group of its items.
 
-    ``captions`` (n,): one caption per item (None: no caption). Each term counts once per
-    caption (presence), so long captions do not dominate.
+    ``captions`` (n,): one caption per item (None: no caption); ``terms``: a caption's terms
+    (default :func:`caption_terms`; :func:`token_terms` for the tokens of a token store);
+    ``source``: the prefix of the candidates' sources (``captions:term``, ``tokens:term``).
+    Each term counts once per caption (presence), so long captions do not dominate.
     """
 
-    def __init__(self, captions: Sequence[str | None]):
+    def __init__(self, captions: Sequence[str | None], *, source: str = "captions", terms: Any = caption_terms):
         self.captions = list(captions)
+        self.source = source
+        self.term_fn = terms
         vocab: dict[str, int] = {}
         indptr, indices = [0], []
         for text in self.captions:
-            terms = caption_terms(text) if text else []
+            terms = self.term_fn(text) if text else []
             indices.extend(vocab.setdefault(t, len(vocab)) for t in terms)
             indptr.append(len(indices))
         self.terms = np.array(list(vocab), dtype=object)
@@ -147,15 +158,15 @@ class CaptionTerms:
 
     def candidates(self, groups: Sequence[np.ndarray], max_terms: int = 3) -> list[list[tuple[str, str]]]:
         """Per group (item indices, best first): up to three phrases, each ``(text, source)``:
-        the best term (``captions:term``), the best ``max_terms`` terms that share no word
-        (``captions:terms``), and the group's caption richest in over-represented terms
-        (``captions:example``)."""
+        the best term (``<source>:term``), the best ``max_terms`` terms that share no word
+        (``<source>:terms``), and the group's caption richest in over-represented terms
+        (``<source>:example``, captions only)."""
         out = []
         for group, (ids, z) in zip(groups, self.zscores(groups)):
             found: list[tuple[str, str]] = []
             if len(ids):
                 terms = [str(t) for t in self.terms[ids]]
-                found.append((terms[0], "captions:term"))
+                found.append((terms[0], f"{self.source}:term"))
                 chosen, words = [terms[0]], set(terms[0].split())
                 for t in terms[1:]:
                     if len(chosen) == max_terms:
@@ -164,21 +175,26 @@ class CaptionTerms:
                         chosen.append(t)
                         words |= set(t.split())
                 if len(chosen) > 1:
-                    found.append((", ".join(chosen), "captions:terms"))
-                score = dict(zip(terms, z))
-                best, best_score = None, 0.0
-                for i in group:
-                    text = self.captions[i]
-                    if not text:
-                        continue
-                    ts = caption_terms(text)
-                    s = sum(score.get(t, 0.0) for t in ts) / np.sqrt(max(len(ts), 1))
-                    if s > best_score:
-                        best, best_score = text, s
-                if best is not None and best.casefold() not in {f.casefold() for f, _ in found}:
-                    found.append((best, "captions:example"))
+                    found.append((", ".join(chosen), f"{self.source}:terms"))
+                if self.term_fn is caption_terms:  # a token is its own example
+                    example = self._example(group, dict(zip(terms, z)))
+                    if example is not None and example.casefold() not in {f.casefold() for f, _ in found}:
+                        found.append((example, f"{self.source}:example"))
             out.append(found)
         return out
+
+    def _example(self, group: np.ndarray, score: dict[str, float]) -> str | None:
+        """The caption of ``group`` richest in over-represented terms (``score``: term -> z)."""
+        best, best_score = None, 0.0
+        for i in group:
+            text = self.captions[i]
+            if not text:
+                continue
+            ts = self.term_fn(text)
+            s = sum(score.get(t, 0.0) for t in ts) / np.sqrt(max(len(ts), 1))
+            if s > best_score:
+                best, best_score = text, s
+        return best
 
 
 def _unit(X: Any) -> torch.Tensor:
@@ -223,8 +239,8 @@ def unit_candidates(
     if not units:
         return cands
     U = np.stack([SIGN[side] * D[atom] for atom, side in units])
-    if ctx.terms is not None:
-        for c, found in zip(cands, ctx.terms.candidates(groups)):
+    for terms in ctx.terms:
+        for c, found in zip(cands, terms.candidates(groups)):
             c.extend(found)
     if ctx.mapping is not None:
         mapped = ctx.mapping.directions(U)

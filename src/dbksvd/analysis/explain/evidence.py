@@ -80,6 +80,18 @@ def _top_per_atom(atom: np.ndarray, strength: np.ndarray, K: int, top: int) -> t
     return out, out >= 0
 
 
+def _best_of_group(atom: np.ndarray, group: np.ndarray, strength: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(entries,) bool: the entries under ``mask`` with the largest ``strength`` of their (atom,
+    group) pair, one per pair."""
+    cand = np.flatnonzero(mask)
+    order = cand[np.lexsort((-strength[cand], group[cand], atom[cand]))]
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = (atom[order[1:]] != atom[order[:-1]]) | (group[order[1:]] != group[order[:-1]])
+    out = np.zeros(mask.shape, dtype=bool)
+    out[order[first]] = True
+    return out
+
+
 def nearest_atoms(
     dictionary: torch.Tensor | np.ndarray, q: int = 5, chunk: int = 2048
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -109,12 +121,15 @@ def atom_evidence(
     top: int = 20,
     nearest: int = 5,
     bins: int = 21,
+    groups: np.ndarray | None = None,
 ) -> AtomEvidence:
     """Evidence for every atom from ``codes`` of ``n`` items and the ``dictionary`` (K, d)
     (needed for the ``nearest`` atoms only; ``nearest=0`` skips them).
 
     ``rows`` (n,): the row ids to report for the coded items (default 0..n-1), e.g. the store
-    rows of a held-out split.
+    rows of a held-out split. ``groups`` (n,): a group per coded row (the item of a token or
+    patch row): the top rows of an atom then hold its best row of each group only, so that
+    one text or image does not fill them; counts and means still count every row.
     """
     K = codes.n_atoms
     if nearest and dictionary is None:
@@ -123,13 +138,18 @@ def atom_evidence(
         raise InputError(f"codes refer to {K} atoms but the dictionary has {np.asarray(dictionary).shape[0]}")
     if rows is not None and len(rows) != len(codes):
         raise InputError(f"{len(rows)} row ids for {len(codes)} coded items")
+    if groups is not None and len(groups) != len(codes):
+        raise InputError(f"{len(groups)} groups for {len(codes)} coded items")
     item, atom, val = _flat_codes(codes, rows)
+    group = None if groups is None else _flat_codes(codes, np.asarray(groups))[0]  # each entry's group
     count, mean_abs, tops, coefs = {}, {}, {}, {}
     for side, mask in (("pos", val > 0), ("neg", val < 0)):
-        a, v, it = atom[mask], val[mask], item[mask]
-        count[side] = np.bincount(a, minlength=K)
-        total = np.bincount(a, weights=np.abs(v), minlength=K)
+        count[side] = np.bincount(atom[mask], minlength=K)
+        total = np.bincount(atom[mask], weights=np.abs(val[mask]), minlength=K)
         mean_abs[side] = np.divide(total, count[side], out=np.zeros(K), where=count[side] > 0)
+        if group is not None:
+            mask = mask & _best_of_group(atom, group, np.abs(val), mask)
+        a, v, it = atom[mask], val[mask], item[mask]
         pos, ok = _top_per_atom(a, np.abs(v), K, top)
         tops[side] = np.where(ok, it[np.maximum(pos, 0)] if len(it) else -1, -1)
         coefs[side] = np.where(ok, v[np.maximum(pos, 0)] if len(v) else 0.0, 0.0)

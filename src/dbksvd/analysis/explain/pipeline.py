@@ -87,9 +87,18 @@ def describe_dictionary(model: Any, ctx: ExplainContext, label: str, show_progre
     try:
         codes = model.transform(ctx.X, coder=cfg.coder)
         bar.update(1)
-        ev = atom_evidence(codes, D, top=cfg.top)
+        # token and patch rows: an atom's top rows are its best row in each text or image
+        group = None if ctx.sample is None else ctx.sample.item
+        ev = atom_evidence(codes, D, top=cfg.top, groups=group)
         desc_rows = ctx.split["describe"]
-        ev_desc = atom_evidence(code_rows(codes, desc_rows), D, rows=desc_rows, top=cfg.top, nearest=0)
+        ev_desc = atom_evidence(
+            code_rows(codes, desc_rows),
+            D,
+            rows=desc_rows,
+            top=cfg.top,
+            nearest=0,
+            groups=None if group is None else group[desc_rows],
+        )
         units, primary, groups = described_units(ev_desc, cfg.min_items)
         cands = unit_candidates(ctx, D, units, groups)
         bar.update(1)
@@ -97,7 +106,7 @@ def describe_dictionary(model: Any, ctx: ExplainContext, label: str, show_progre
         bar.update(2)
     finally:
         bar.close()
-    atoms = described_records(ctx, ev, units, primary, cands, chosen, test_scores)
+    atoms = described_records(ctx, ev, units, primary, cands, chosen, test_scores, codes)
     return atoms, aggregate(atoms, K, ctx.caption_unit is not None)
 
 

@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ... import metrics
+from ...coding import SparseCodes
 from ...io import atomic_path
 from ...schema import validate, write_json, write_jsonl
 from .choice import TestScores
 from .evidence import AtomEvidence
+from .samples import RowSample
 from .schema import AtomRecord, ExplainSummary
 
 if TYPE_CHECKING:
@@ -41,18 +43,29 @@ def _float(v: Any) -> float | None:
 
 
 def evidence_records(
-    ev: AtomEvidence, ids: list[str], captions: list[str | None], note: str | None = None
+    ev: AtomEvidence,
+    ids: list[str],
+    captions: list[str | None],
+    note: str | None = None,
+    sample: RowSample | None = None,
+    codes: SparseCodes | None = None,
 ) -> list[dict[str, Any]]:
     """One ``atoms.jsonl`` record per atom (docs/explain.md) from the evidence alone: usage,
-    counts, top items (``ids``/``captions`` by store row), histogram and nearest atoms, with no
-    description yet (``note`` says why)."""
+    counts, top items (``ids``/``captions`` by row of the evidence), histogram and nearest
+    atoms, with no description yet (``note`` says why). With the ``sample`` of a token or
+    patch store and its ``codes``, a top row's ``row`` is its store row and it carries its
+    context (:meth:`RowSample.context`)."""
 
-    def items(rows: np.ndarray, coefs: np.ndarray) -> list[dict[str, Any]]:
-        return [
-            {"row": int(r), "id": ids[r], "caption": captions[r], "coef": float(c)}
-            for r, c in zip(rows, coefs)
-            if r >= 0
-        ]
+    def items(a: int, rows: np.ndarray, coefs: np.ndarray) -> list[dict[str, Any]]:
+        out = []
+        for r, c in zip(rows, coefs):
+            if r < 0:
+                continue
+            entry = {"row": int(r), "id": ids[r], "caption": captions[r], "coef": float(c)}
+            if sample is not None:
+                entry.update(row=int(sample.rows[r]), **sample.context(int(r), a, codes))
+            out.append(entry)
+        return out
 
     usage = ev.usage()
     return [
@@ -71,8 +84,8 @@ def evidence_records(
             "count_negative": int(ev.count["neg"][a]),
             "mean_positive": float(ev.mean_abs["pos"][a]),
             "mean_negative": float(ev.mean_abs["neg"][a]),
-            "top_positive": items(ev.top["pos"][a], ev.top_coef["pos"][a]),
-            "top_negative": items(ev.top["neg"][a], ev.top_coef["neg"][a]),
+            "top_positive": items(a, ev.top["pos"][a], ev.top_coef["pos"][a]),
+            "top_negative": items(a, ev.top["neg"][a], ev.top_coef["neg"][a]),
             "histogram": {"max": float(ev.hist_max[a]), "counts": ev.hist[a].tolist()},
             "nearest": [{"atom": int(j), "cosine": float(c)} for j, c in zip(ev.nearest[a], ev.nearest_cos[a])],
         }
@@ -88,13 +101,19 @@ def described_records(
     cands: list[list[tuple[str, str]]],
     chosen: list[int],
     test_scores: TestScores,
+    codes: SparseCodes | None = None,
 ) -> list[dict[str, Any]]:
     """The ``atoms.jsonl`` records of one dictionary: :func:`evidence_records` with, for every
     described unit, its chosen description and every alternative with its test scores (the
     primary side in the record, the other side as ``other_side``)."""
     scored = ctx.caption_unit is not None
     records = evidence_records(
-        ev, ctx.ids, ctx.captions, note=f"fewer than {ctx.cfg.min_items} describing items on either side"
+        ev,
+        ctx.ids,
+        ctx.captions,
+        note=f"fewer than {ctx.cfg.min_items} describing items on either side",
+        sample=ctx.sample,
+        codes=codes,
     )
     for u, ((a, side), is_primary) in enumerate(zip(units, primary)):
         c = cands[u]

@@ -18,17 +18,49 @@ Side = Literal["+", "-"]
 # -- atoms.jsonl --------------------------------------------------------------------------------
 
 
-class TopItem(FileSchema):
-    """One of an atom's top-activating items."""
+class TokenContext(FileSchema):
+    """A top token in its text: the tokens around it and the atom's coefficient on each."""
+
+    tokens: list[str]
+    """The text around the token, one piece per token (each piece starts where the token
+    before it ends, so the pieces joined are the text)."""
+    coefs: list[float]
+    """The atom's coefficient on each of those tokens (0: not used)."""
+    focus: int = Field(ge=0)
+    """The top token's place in ``tokens``."""
+
+
+class PatchPlace(FileSchema):
+    """Where a top patch lies in its image's grid of patches."""
 
     row: int
-    """Row of the item in the store."""
+    """Grid row (-1: the class token)."""
+    col: int
+    """Grid column (-1: the class token)."""
+
+
+class TopItem(FileSchema):
+    """One of an atom's top-activating items (token and patch stores: its best row in one
+    text or image)."""
+
+    row: int
+    """Row of the item (token, patch) in the store."""
     id: str
-    """The item's id."""
+    """The item's id (token and patch rows: ``<item id>@<position>`` / ``@<row>,<col>``)."""
     caption: str | None
-    """Its caption (None: none)."""
+    """Its caption (None: none); a token's context window, a patch's image caption."""
     coef: float
     """The atom's coefficient on the item."""
+    item: int | None = None
+    """Token and patch rows: the item (text, image) index in the store."""
+    position: int | None = None
+    """Token and patch rows: the token or patch index in the item."""
+    context: TokenContext | None = None
+    """Token rows: the surrounding tokens, coloured by the atom."""
+    patch: PatchPlace | None = None
+    """Patch rows: the patch's place in the grid."""
+    grid: list[list[float]] | None = None
+    """Patch rows: the atom's coefficient on every patch of the image (grid rows x cols)."""
 
 
 class Histogram(FileSchema):
@@ -204,6 +236,17 @@ class Aggregate(FileSchema):
     """Test specificity over the described atoms (absent without captions)."""
 
 
+class RowSampleInfo(FileSchema):
+    """The sample of a token or patch store that was described."""
+
+    rows: int
+    """Rows (tokens, patches) in the sample."""
+    items: int
+    """Whole texts or images they belong to."""
+    of_rows: int
+    """Rows of the store."""
+
+
 class _SummaryHead(FileSchema):
     """What was described, on which items, and how (the keys before the aggregates)."""
 
@@ -214,13 +257,19 @@ class _SummaryHead(FileSchema):
     coder: str
     """How items were coded: own (the model's codes) or a pursuit."""
     items: int
-    """Items of the space."""
+    """Items of the space (token and patch stores: rows of the sample)."""
     captioned_items: int
-    """Items with a caption."""
+    """Items with a caption (token and patch stores: rows with one)."""
+    granularity: Literal["token", "patch"] | None = None
+    """What a row of the store is (absent: a whole item)."""
+    sample: RowSampleInfo | None = None
+    """Token and patch stores: the sample described."""
+    window: int | None = None
+    """Token stores: tokens on each side of a token in its caption."""
     encoder: str
     """The space's encoder."""
     split: dict[str, int]
-    """Items per split (describe, select, test)."""
+    """Items per split (describe, select, test); token and patch stores: rows, split by item."""
     text_encoder: str
     """The encoder of descriptions and captions."""
     text_space: str | None = None
